@@ -36,6 +36,8 @@ inline constexpr uint64_t kChunkBytesMax = 16u << 20;
 inline constexpr uint64_t kChunkBytesDefault = 64u << 10;
 inline constexpr uint32_t kRsDataMax = 32;
 inline constexpr uint32_t kRsParityMax = 8;
+// Members in one array. rs arrays are smaller still: at most kRsDataMax + kRsParityMax.
+inline constexpr uint32_t kMemberCountMax = 64;
 
 // What the user asks for; Geometry::create validates it.
 struct GeometryConfig {
@@ -86,13 +88,14 @@ public:
     void position_of(uint64_t stripe, uint32_t member, uint32_t* group, uint32_t* position) const;
 
     // Splits [offset, offset + length) of the virtual disk into per-member data extents in
-    // array order. Each extent stays within one chunk. Requires offset + length <= capacity.
+    // array order, replacing the contents of *extents. Each extent stays within one chunk.
+    // Requires offset + length <= capacity.
     void map(uint64_t offset, uint64_t length, std::vector<Extent>* extents) const;
 
     // Stripes touched by [offset, offset + length): first and one past the last.
     void stripe_range(uint64_t offset, uint64_t length, uint64_t* first, uint64_t* end) const;
 
-    std::string describe() const;  // "rs 4+2, 6 members, 64 KiB chunks, 1.0 GiB"
+    std::string describe() const;  // "rs 4+2, 6 members, 64 KiB chunks, 1 GiB"
 
 private:
     Level level_ = Level::kRaid0;

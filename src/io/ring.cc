@@ -1,0 +1,414 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "io/ring.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cassert>
+#include <cerrno>
+#include <utility>
+
+#include <spdlog/spdlog.h>
+
+namespace ecraid {
+namespace {
+
+thread_local Ring* current_ring = nullptr;
+
+constexpr uint32_t kAgainRetriesMax = 1000;
+constexpr uint64_t kWakeupUserData = 1;  // Never a valid IoOp address.
+constexpr uint32_t kCompletionBatch = 64;
+constexpr long kAgainBackoffNs = 200 * 1000;
+
+}  // namespace
+
+Result<std::unique_ptr<Ring>> Ring::create(uint32_t entries) {
+    std::unique_ptr<Ring> ring(new Ring());
+    io_uring_params params{};
+    params.flags = IORING_SETUP_CQSIZE;
+    params.cq_entries = entries * 4;
+    int result = io_uring_queue_init_params(entries, &ring->ring_, &params);
+    if (result < 0) {
+        return Status::from_errno(result, "io_uring_queue_init with " + std::to_string(entries) +
+                                              " entries failed (is io_uring disabled by "
+                                              "kernel.io_uring_disabled?)");
+    }
+    ring->ring_ready_ = true;
+    if ((params.features & IORING_FEAT_NODROP) == 0) {
+        spdlog::warn("ring: kernel lacks IORING_FEAT_NODROP; in-flight I/O is capped at the "
+                     "completion queue size");
+    }
+    ring->cq_entries_ = params.cq_entries;
+    ring->wakeup_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (ring->wakeup_fd_ < 0) return Status::from_errno(errno, "eventfd failed");
+    ring->ready_.reserve(kCompletionBatch);
+    return ring;
+}
+
+Ring::~Ring() {
+    if (ring_ready_) io_uring_queue_exit(&ring_);
+    if (wakeup_fd_ >= 0) close(wakeup_fd_);
+}
+
+Ring* Ring::current() { return current_ring; }
+
+void Ring::stop() {
+    stopping_.store(true, std::memory_order_release);
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t written = ::write(wakeup_fd_, &one, sizeof(one));
+}
+
+void Ring::post(std::function<void()> function) {
+    {
+        std::lock_guard lock(posted_mutex_);
+        posted_functions_.push_back(std::move(function));
+    }
+    if (!wakeup_pending_.exchange(true, std::memory_order_acq_rel)) {
+        uint64_t one = 1;
+        [[maybe_unused]] ssize_t written = ::write(wakeup_fd_, &one, sizeof(one));
+    }
+}
+
+void Ring::post(std::coroutine_handle<> handle) {
+    {
+        std::lock_guard lock(posted_mutex_);
+        posted_handles_.push_back(handle);
+    }
+    if (!wakeup_pending_.exchange(true, std::memory_order_acq_rel)) {
+        uint64_t one = 1;
+        [[maybe_unused]] ssize_t written = ::write(wakeup_fd_, &one, sizeof(one));
+    }
+}
+
+void Ring::drain_posted() {
+    if (!wakeup_pending_.load(std::memory_order_acquire)) return;
+    std::vector<std::function<void()>> functions;
+    std::vector<std::coroutine_handle<>> handles;
+    wakeup_pending_.store(false, std::memory_order_release);
+    {
+        std::lock_guard lock(posted_mutex_);
+        functions.swap(posted_functions_);
+        handles.swap(posted_handles_);
+    }
+    for (auto& function : functions) function();
+    for (auto handle : handles) handle.resume();
+}
+
+void Ring::arm_wakeup() {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (sqe == nullptr) {
+        io_uring_submit(&ring_);
+        sqe = io_uring_get_sqe(&ring_);
+    }
+    assert(sqe != nullptr);
+    io_uring_prep_read(sqe, wakeup_fd_, &wakeup_value_, sizeof(wakeup_value_), 0);
+    io_uring_sqe_set_data64(sqe, kWakeupUserData);
+    wakeup_armed_ = true;
+}
+
+void Ring::run() {
+    assert(current_ring == nullptr);
+    current_ring = this;
+    arm_wakeup();
+    io_uring_cqe* cqes[kCompletionBatch];
+    for (;;) {
+        drain_posted();
+        if (stopping_.load(std::memory_order_acquire) && idle()) {
+            // Handle anything posted between the drain and the check before leaving.
+            wakeup_pending_.store(true, std::memory_order_release);
+            drain_posted();
+            if (idle()) break;
+        }
+        int result;
+        if (deferred_head_ != nullptr) {
+            // Ops that saw -EAGAIN go again after a short pause, not in a tight loop.
+            __kernel_timespec pause{.tv_sec = 0, .tv_nsec = kAgainBackoffNs};
+            io_uring_cqe* ignored = nullptr;
+            result = io_uring_submit_and_wait_timeout(&ring_, &ignored, 1, &pause, nullptr);
+            if (result == -ETIME) result = 0;
+            resubmit_deferred();
+        } else {
+            result = io_uring_submit_and_wait(&ring_, 1);
+        }
+        if (result < 0 && result != -EINTR && result != -EAGAIN && result != -EBUSY) {
+            spdlog::critical("ring: io_uring_submit_and_wait failed: {}", strerror(-result));
+            std::terminate();
+        }
+        unsigned count = io_uring_peek_batch_cqe(&ring_, cqes, kCompletionBatch);
+        // Copy what is needed from each entry before handing the slots back to the kernel.
+        uint64_t user_data[kCompletionBatch];
+        int results[kCompletionBatch];
+        for (unsigned i = 0; i < count; ++i) {
+            user_data[i] = cqes[i]->user_data;
+            results[i] = cqes[i]->res;
+        }
+        io_uring_cq_advance(&ring_, count);
+        for (unsigned i = 0; i < count; ++i) {
+            if (user_data[i] == kWakeupUserData) {
+                wakeup_armed_ = false;
+                arm_wakeup();
+                continue;
+            }
+            complete_cqe(reinterpret_cast<IoOp*>(user_data[i]), results[i]);
+        }
+        drain_backlog();
+        // Resumed coroutines only submit; completions are handled above, so ready_ does not
+        // grow while it is walked. The index loop stays valid even if it did.
+        for (size_t i = 0; i < ready_.size(); ++i) ready_[i].resume();
+        ready_.clear();
+    }
+    current_ring = nullptr;
+}
+
+bool Ring::prepare(IoOp* op) {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (sqe == nullptr) {
+        io_uring_submit(&ring_);
+        sqe = io_uring_get_sqe(&ring_);
+        if (sqe == nullptr) return false;
+    }
+    uint8_t* buffer = op->buffer + op->done;
+    uint32_t remaining = op->length - op->done;
+    switch (op->kind) {
+        case IoKind::kRead:
+            io_uring_prep_read(sqe, op->fd, buffer, remaining, op->offset + op->done);
+            break;
+        case IoKind::kWrite:
+            io_uring_prep_write(sqe, op->fd, buffer, remaining, op->offset + op->done);
+            break;
+        case IoKind::kFdatasync:
+            io_uring_prep_fsync(sqe, op->fd, IORING_FSYNC_DATASYNC);
+            break;
+        case IoKind::kFallocate:
+            io_uring_prep_fallocate(sqe, op->fd, op->mode, op->offset, op->length);
+            break;
+        case IoKind::kRecv:
+            io_uring_prep_recv(sqe, op->fd, buffer, remaining, op->mode);
+            break;
+        case IoKind::kSendmsg:
+            io_uring_prep_sendmsg(sqe, op->fd, &op->message, MSG_NOSIGNAL);
+            break;
+        case IoKind::kAccept:
+            io_uring_prep_accept(sqe, op->fd, nullptr, nullptr, SOCK_CLOEXEC);
+            break;
+        case IoKind::kTimeout:
+            io_uring_prep_timeout(sqe, &op->timeout, 0, 0);
+            break;
+        case IoKind::kPollIn:
+            io_uring_prep_poll_add(sqe, op->fd, POLLIN);
+            break;
+    }
+    io_uring_sqe_set_data(sqe, op);
+    ++in_flight_;
+    ++stats_.submitted;
+    stats_.in_flight = in_flight_;
+    return true;
+}
+
+void Ring::submit(IoOp* op) {
+    // Keep room for the wakeup read so completions can never exceed the queue.
+    if (in_flight_ + 1 < cq_entries_ && backlog_head_ == nullptr && prepare(op)) return;
+    ++stats_.backlogged;
+    op->next_backlog = nullptr;
+    if (backlog_tail_ != nullptr) {
+        backlog_tail_->next_backlog = op;
+    } else {
+        backlog_head_ = op;
+    }
+    backlog_tail_ = op;
+}
+
+void Ring::defer(IoOp* op) {
+    op->next_backlog = deferred_head_;
+    deferred_head_ = op;
+}
+
+void Ring::resubmit_deferred() {
+    IoOp* op = deferred_head_;
+    deferred_head_ = nullptr;
+    while (op != nullptr) {
+        IoOp* next = op->next_backlog;
+        submit(op);
+        op = next;
+    }
+}
+
+void Ring::drain_backlog() {
+    while (backlog_head_ != nullptr && in_flight_ + 1 < cq_entries_) {
+        IoOp* op = backlog_head_;
+        if (!prepare(op)) break;
+        backlog_head_ = op->next_backlog;
+        if (backlog_head_ == nullptr) backlog_tail_ = nullptr;
+    }
+}
+
+// Advances a sendmsg op's iovecs past `sent` bytes.
+static void advance_message(msghdr* message, size_t sent) {
+    while (sent > 0 && message->msg_iovlen > 0) {
+        iovec* first = message->msg_iov;
+        if (sent < first->iov_len) {
+            first->iov_base = static_cast<uint8_t*>(first->iov_base) + sent;
+            first->iov_len -= sent;
+            return;
+        }
+        sent -= first->iov_len;
+        ++message->msg_iov;
+        --message->msg_iovlen;
+    }
+}
+
+void Ring::complete_cqe(IoOp* op, int result) {
+    assert(in_flight_ > 0);
+    --in_flight_;
+    ++stats_.completed;
+    stats_.in_flight = in_flight_;
+    if (fault_hook_ != nullptr) result = fault_hook_(*op, result, fault_context_);
+
+    if (result == -EAGAIN || result == -EINTR) {
+        if (++op->retries <= kAgainRetriesMax) {
+            ++stats_.resubmitted_again;
+            defer(op);
+            return;
+        }
+        op->result = result;
+        finish(op);
+        return;
+    }
+    switch (op->kind) {
+        case IoKind::kRead:
+        case IoKind::kWrite:
+            if (result < 0) {
+                op->result = result;
+            } else if (result == 0) {
+                // End of file before the transfer completed: a truncated member, never zeros.
+                op->result = -EIO;
+            } else {
+                op->done += static_cast<uint32_t>(result);
+                if (op->done < op->length) {
+                    ++stats_.resubmitted_short;
+                    submit(op);
+                    return;
+                }
+                op->result = static_cast<int>(op->done);
+            }
+            break;
+        case IoKind::kRecv:
+            if (result <= 0) {
+                op->result = result < 0 ? result : static_cast<int>(op->done);
+            } else {
+                op->done += static_cast<uint32_t>(result);
+                if (op->done < op->length) {
+                    submit(op);
+                    return;
+                }
+                op->result = static_cast<int>(op->done);
+            }
+            break;
+        case IoKind::kSendmsg:
+            if (result < 0) {
+                op->result = result;
+            } else {
+                op->done += static_cast<uint32_t>(result);
+                advance_message(&op->message, static_cast<size_t>(result));
+                if (op->done < op->length && result > 0) {
+                    submit(op);
+                    return;
+                }
+                op->result = op->done < op->length ? -EPIPE : static_cast<int>(op->done);
+            }
+            break;
+        case IoKind::kTimeout:
+            op->result = result == -ETIME ? 0 : result;
+            break;
+        default:
+            op->result = result;
+            break;
+    }
+    finish(op);
+}
+
+void Ring::finish(IoOp* op) {
+    IoWaiter* waiter = op->waiter;
+    assert(waiter != nullptr && waiter->pending > 0);
+    if (--waiter->pending == 0 && waiter->handle) {
+        ready_.push_back(std::exchange(waiter->handle, nullptr));
+    }
+}
+
+Task<int> Ring::run_one(IoKind kind, int fd, uint8_t* buffer, uint32_t length, uint64_t offset,
+                        int mode) {
+    IoOp op;
+    prepare_rw(&op, kind, fd, buffer, length, offset);
+    op.mode = mode;
+    IoBatch batch(*this);
+    batch.add(&op);
+    co_await batch.wait();
+    co_return op.result;
+}
+
+Task<int> Ring::read(int fd, void* buffer, uint32_t length, uint64_t offset) {
+    return run_one(IoKind::kRead, fd, static_cast<uint8_t*>(buffer), length, offset, 0);
+}
+
+Task<int> Ring::write(int fd, const void* buffer, uint32_t length, uint64_t offset) {
+    return run_one(IoKind::kWrite, fd, static_cast<uint8_t*>(const_cast<void*>(buffer)), length,
+                   offset, 0);
+}
+
+Task<int> Ring::fdatasync(int fd) { return run_one(IoKind::kFdatasync, fd, nullptr, 0, 0, 0); }
+
+Task<int> Ring::fallocate(int fd, int mode, uint64_t offset, uint64_t length) {
+    // IoOp carries a 32-bit length, so large ranges go in pieces of 1 GiB.
+    constexpr uint64_t kPieceBytes = 1ull << 30;
+    uint64_t done = 0;
+    while (done < length) {
+        uint64_t piece = std::min(length - done, kPieceBytes);
+        IoOp op;
+        prepare_rw(&op, IoKind::kFallocate, fd, nullptr, static_cast<uint32_t>(piece),
+                   offset + done);
+        op.mode = mode;
+        IoBatch batch(*this);
+        batch.add(&op);
+        co_await batch.wait();
+        if (op.result < 0) co_return op.result;
+        done += piece;
+    }
+    co_return 0;
+}
+
+Task<int> Ring::recv(int fd, void* buffer, uint32_t length) {
+    return run_one(IoKind::kRecv, fd, static_cast<uint8_t*>(buffer), length, 0, 0);
+}
+
+Task<int> Ring::sendmsg(int fd, iovec* iov, uint32_t iov_count) {
+    IoOp op;
+    prepare_rw(&op, IoKind::kSendmsg, fd, nullptr, 0, 0);
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < iov_count; ++i) total += iov[i].iov_len;
+    op.length = static_cast<uint32_t>(total);
+    op.message.msg_iov = iov;
+    op.message.msg_iovlen = iov_count;
+    IoBatch batch(*this);
+    batch.add(&op);
+    co_await batch.wait();
+    co_return op.result;
+}
+
+Task<int> Ring::accept(int fd) { return run_one(IoKind::kAccept, fd, nullptr, 0, 0, 0); }
+
+Task<int> Ring::sleep_ns(uint64_t nanoseconds) {
+    IoOp op;
+    prepare_rw(&op, IoKind::kTimeout, -1, nullptr, 0, 0);
+    op.timeout.tv_sec = static_cast<int64_t>(nanoseconds / 1000000000ull);
+    op.timeout.tv_nsec = static_cast<int64_t>(nanoseconds % 1000000000ull);
+    IoBatch batch(*this);
+    batch.add(&op);
+    co_await batch.wait();
+    co_return op.result;
+}
+
+Task<int> Ring::poll_in(int fd) { return run_one(IoKind::kPollIn, fd, nullptr, 0, 0, 0); }
+
+}  // namespace ecraid
