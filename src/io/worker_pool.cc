@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 
+#include <future>
 #include <string>
 
 namespace ecraid {
@@ -31,6 +32,18 @@ WorkerPool::~WorkerPool() { stop(); }
 void WorkerPool::post(std::function<void()> function) {
     uint32_t index = next_.fetch_add(1, std::memory_order_relaxed) % size();
     rings_[index]->post(std::move(function));
+}
+
+int WorkerPool::run_and_wait(uint32_t index, std::function<Task<int>()> make_task) {
+    std::promise<int> done;
+    std::future<int> result = done.get_future();
+    rings_[index]->post([&] {
+        spawn([](std::function<Task<int>()> make, std::promise<int>* promise) -> Task<void> {
+            int value = co_await make();
+            promise->set_value(value);
+        }(make_task, &done));
+    });
+    return result.get();
 }
 
 void WorkerPool::stop() {

@@ -22,6 +22,9 @@ public:
     Ring& ring(uint32_t index) { return *rings_[index]; }
     // Runs `function` on the next worker in round-robin order.
     void post(std::function<void()> function);
+    // Runs the task made by `make_task` on worker `index` and blocks the calling thread (not
+    // a worker) until it finishes. Returns the task's result.
+    int run_and_wait(uint32_t index, std::function<Task<int>()> make_task);
     // Asks every worker to finish its posted work and stop, then joins them.
     void stop();
 

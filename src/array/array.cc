@@ -1,0 +1,627 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "array/array.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cerrno>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "array/group_io.h"
+#include "integrity/checksum.h"
+
+namespace ecraid {
+
+// The part of one request that falls into one group of one stripe, by data position.
+struct Array::GroupRequest {
+    struct Range {
+        uint64_t chunk_offset = 0;  // Byte offset within the chunk.
+        uint64_t length = 0;        // 0: the position is not touched.
+        uint64_t array_offset = 0;
+        uint8_t* read_into = nullptr;
+        const uint8_t* write_from = nullptr;
+    };
+    uint64_t stripe = 0;
+    uint32_t group = 0;
+    Range ranges[kGroupWidthMax];
+};
+
+namespace {
+
+// Largest piece of a write-zeroes handled at once, so memory stays bounded.
+constexpr uint64_t kZeroPieceBytes = 4ull << 20;
+
+struct RowRun {
+    uint32_t row;
+    uint32_t end;
+};
+
+// Splits the rows touched by a group request into runs of consecutive rows. Returns the
+// number of runs written to `runs` (at most kGroupWidthMax).
+template <typename Request>
+uint32_t row_runs(const Request& request, uint32_t data_count, RowRun* runs) {
+    RowRun intervals[kGroupWidthMax];
+    uint32_t count = 0;
+    for (uint32_t position = 0; position < data_count; ++position) {
+        const auto& range = request.ranges[position];
+        if (range.length == 0) continue;
+        intervals[count++] = RowRun{uint32_t(range.chunk_offset / kBlockBytes),
+                                    uint32_t((range.chunk_offset + range.length + kBlockBytes - 1) /
+                                             kBlockBytes)};
+    }
+    std::sort(intervals, intervals + count,
+              [](const RowRun& a, const RowRun& b) { return a.row < b.row; });
+    uint32_t merged = 0;
+    for (uint32_t i = 0; i < count; ++i) {
+        if (merged > 0 && intervals[i].row <= runs[merged - 1].end) {
+            runs[merged - 1].end = std::max(runs[merged - 1].end, intervals[i].end);
+        } else {
+            runs[merged++] = intervals[i];
+        }
+    }
+    return merged;
+}
+
+// The byte range [begin, end) of a position's request range that falls in rows [row, end_row),
+// as offsets within the chunk.
+struct ByteSpan {
+    uint64_t begin = 0;
+    uint64_t end = 0;
+    bool empty() const { return begin >= end; }
+};
+
+template <typename Range>
+ByteSpan clip(const Range& range, uint32_t row, uint32_t end_row) {
+    ByteSpan span;
+    span.begin = std::max<uint64_t>(range.chunk_offset, uint64_t(row) * kBlockBytes);
+    span.end = std::min<uint64_t>(range.chunk_offset + range.length, uint64_t(end_row) * kBlockBytes);
+    return span;
+}
+
+// True when the new data overwrites row `row` of a position whole.
+bool is_whole(const ByteSpan& span, bool touched, uint32_t row) {
+    uint64_t block_begin = uint64_t(row) * kBlockBytes;
+    return touched && span.begin <= block_begin && span.end >= block_begin + kBlockBytes;
+}
+
+const uint8_t* zero_source() {
+    static uint8_t* zeros = [] {
+        void* memory = nullptr;
+        if (posix_memalign(&memory, 4096, kZeroPieceBytes) != 0) std::abort();
+        std::memset(memory, 0, kZeroPieceBytes);
+        return static_cast<uint8_t*>(memory);
+    }();
+    return zeros;
+}
+
+}  // namespace
+
+Array::Array(const Geometry& geometry, ArrayOptions options)
+    : geometry_(geometry), options_(std::move(options)) {}
+
+Array::~Array() = default;
+
+Result<std::unique_ptr<Array>> Array::open(const Geometry& geometry,
+                                           std::vector<ArrayMemberSpec> members,
+                                           ArrayOptions options) {
+    if (members.size() != geometry.member_count()) {
+        return Status::error(Code::kInvalidArgument,
+                             "array needs " + std::to_string(geometry.member_count()) +
+                                 " member slots, got " + std::to_string(members.size()));
+    }
+    if (geometry.group_width() > kGroupWidthMax) {
+        return Status::error(Code::kInvalidArgument, "group width over the supported maximum");
+    }
+    std::unique_ptr<Array> array(new Array(geometry, std::move(options)));
+    if (geometry.parity_per_group() > 0) {
+        auto codec = Codec::create(geometry.level(), geometry.data_per_group(),
+                                   geometry.parity_per_group());
+        if (!codec.ok()) return codec.status();
+        array->codec_ = std::move(codec).value();
+    }
+    array->table_cache_ = std::make_unique<TableCache>(array->options_.table_cache_bytes);
+    uint64_t block_count = geometry.stripe_count() * (geometry.chunk_bytes() / kBlockBytes);
+    for (auto& spec : members) {
+        auto member = std::make_unique<ArrayMember>();
+        member->path = spec.path;
+        member->fd = spec.fd;
+        member->direct = spec.direct;
+        member->data_offset = spec.data_offset;
+        member->table_offset = spec.table_offset;
+        member->state.store(spec.fd >= 0 ? spec.state : MemberState::kMissing);
+        if (spec.fd >= 0) {
+            member->table = std::make_unique<ChecksumTable>(array->table_cache_.get(), spec.fd,
+                                                            spec.table_offset, block_count);
+        }
+        array->members_.push_back(std::move(member));
+    }
+    return array;
+}
+
+uint32_t Array::unusable_count() const {
+    uint32_t count = 0;
+    for (const auto& member : members_) count += member->usable() ? 0 : 1;
+    return count;
+}
+
+bool Array::lost_data() const {
+    uint32_t tolerated = geometry_.failures_tolerated();
+    if (geometry_.group_count() == 1) return unusable_count() > tolerated;
+    // raid10: each mirrored pair is its own group.
+    for (uint32_t group = 0; group < geometry_.group_count(); ++group) {
+        uint32_t lost = 0;
+        for (uint32_t position = 0; position < geometry_.group_width(); ++position) {
+            lost += members_[geometry_.member_of(0, group, position)]->usable() ? 0 : 1;
+        }
+        if (lost > tolerated) return true;
+    }
+    return false;
+}
+
+void Array::fail_member(uint32_t role, const std::string& reason) {
+    ArrayMember& target = *members_[role];
+    MemberState expected = MemberState::kActive;
+    if (!target.state.compare_exchange_strong(expected, MemberState::kFaulty)) {
+        if (expected != MemberState::kRebuilding) return;
+        if (!target.state.compare_exchange_strong(expected, MemberState::kFaulty)) return;
+    }
+    spdlog::error("{}: member {} ({}) is now faulty: {}", options_.name, role, target.path,
+                  reason);
+    if (lost_data()) {
+        spdlog::error("{}: more members lost than {} tolerates; data on the lost members' "
+                      "stripes is unavailable",
+                      options_.name, level_name(geometry_.level()));
+    }
+    if (options_.on_member_state_change) {
+        options_.on_member_state_change(role, MemberState::kFaulty, reason);
+    }
+}
+
+void Array::build_group_requests(uint64_t offset, uint64_t length, const uint8_t* source,
+                                 uint8_t* destination,
+                                 std::vector<GroupRequest>* requests) const {
+    std::vector<Extent> extents;
+    geometry_.map(offset, length, &extents);
+    for (const Extent& extent : extents) {
+        if (requests->empty() || requests->back().stripe != extent.stripe ||
+            requests->back().group != extent.group) {
+            requests->emplace_back();
+            requests->back().stripe = extent.stripe;
+            requests->back().group = extent.group;
+        }
+        GroupRequest::Range& range = requests->back().ranges[extent.position];
+        range.chunk_offset = extent.member_offset - extent.stripe * geometry_.chunk_bytes();
+        range.length = extent.length;
+        range.array_offset = extent.array_offset;
+        uint64_t relative = extent.array_offset - offset;
+        if (destination != nullptr) range.read_into = destination + relative;
+        if (source != nullptr) range.write_from = source + relative;
+    }
+}
+
+// ---- Reads ----
+
+Task<int> Array::read(uint64_t offset, uint32_t length, uint8_t* buffer,
+                      std::vector<ReadFailure>* failures) {
+    if (length == 0) co_return 0;
+    if (offset > size_bytes() || length > size_bytes() - offset) co_return -EINVAL;
+    co_return co_await read_range(offset, length, buffer, failures);
+}
+
+Task<int> Array::read_range(uint64_t offset, uint64_t length, uint8_t* buffer,
+                            std::vector<ReadFailure>* failures) {
+    uint64_t first_stripe = 0;
+    uint64_t end_stripe = 0;
+    geometry_.stripe_range(offset, length, &first_stripe, &end_stripe);
+    StripeLocks::Guard guard = co_await stripe_locks_.lock(first_stripe, end_stripe, false);
+
+    std::vector<GroupRequest> requests;
+    build_group_requests(offset, length, nullptr, buffer, &requests);
+    std::vector<int> results(requests.size(), 0);
+    WaitGroup group;
+    group.add(uint32_t(requests.size()));
+    for (size_t i = 0; i < requests.size(); ++i) {
+        spawn(read_group(&requests[i], &results[i], failures, &group));
+    }
+    co_await group.wait();
+    for (int result : results) {
+        if (result < 0) co_return result;
+    }
+    co_return 0;
+}
+
+Task<void> Array::read_group(GroupRequest* request, int* result,
+                             std::vector<ReadFailure>* failures, WaitGroup* group) {
+    uint32_t data_count = geometry_.data_per_group();
+    uint32_t width = geometry_.group_width();
+    RowRun runs[kGroupWidthMax];
+    uint32_t run_count = row_runs(*request, data_count, runs);
+
+    for (uint32_t run = 0; run < run_count; ++run) {
+        GroupIo io(*this, request->stripe, request->group, runs[run].row, runs[run].end);
+        co_await io.pin_tables();
+
+        // Mirrors (k = 1) can serve a read from any copy: spread stripes over the copies.
+        uint32_t source_of[kGroupWidthMax];
+        for (uint32_t position = 0; position < data_count; ++position) {
+            source_of[position] = position;
+        }
+        if (data_count == 1) {
+            uint32_t start = uint32_t(request->stripe % width);
+            for (uint32_t i = 0; i < width; ++i) {
+                uint32_t candidate = (start + i) % width;
+                if (io.usable(candidate)) {
+                    source_of[0] = candidate;
+                    break;
+                }
+            }
+        }
+
+        bool needed[kGroupWidthMax] = {};
+        uint32_t positions[kGroupWidthMax];
+        uint32_t position_count = 0;
+        for (uint32_t position = 0; position < data_count; ++position) {
+            ByteSpan span = clip(request->ranges[position], runs[run].row, runs[run].end);
+            if (request->ranges[position].length == 0 || span.empty()) continue;
+            needed[source_of[position]] = true;
+            positions[position_count++] = source_of[position];
+        }
+        // Load only the rows each position needs; the rows outside stay unloaded.
+        RowRange loads[kGroupWidthMax];
+        for (uint32_t i = 0; i < position_count; ++i) {
+            uint32_t data_position = data_count == 1 ? 0 : positions[i];
+            ByteSpan span = clip(request->ranges[data_position], runs[run].row, runs[run].end);
+            loads[i] = RowRange{positions[i], uint32_t(span.begin / kBlockBytes),
+                                uint32_t((span.end + kBlockBytes - 1) / kBlockBytes)};
+        }
+        co_await io.load_ranges(loads, position_count);
+        co_await io.repair_rows(runs[run].row, runs[run].end, needed);
+
+        for (uint32_t position = 0; position < data_count; ++position) {
+            const GroupRequest::Range& range = request->ranges[position];
+            ByteSpan span = clip(range, runs[run].row, runs[run].end);
+            if (range.length == 0 || span.empty()) continue;
+            uint32_t source = source_of[position];
+            for (uint64_t at = span.begin; at < span.end;) {
+                uint32_t row = uint32_t(at / kBlockBytes);
+                uint64_t piece_end = std::min<uint64_t>(span.end, uint64_t(row + 1) * kBlockBytes);
+                uint8_t* target = range.read_into + (at - range.chunk_offset);
+                if (io.state(source, row) == BlockState::kLost ||
+                    io.state(source, row) == BlockState::kBad) {
+                    *result = -EIO;
+                    if (failures != nullptr) {
+                        failures->push_back(ReadFailure{range.array_offset + (at - range.chunk_offset),
+                                                        piece_end - at, EIO});
+                    }
+                    std::memset(target, 0, piece_end - at);
+                } else {
+                    std::memcpy(target, io.block(source, row) + (at % kBlockBytes), piece_end - at);
+                }
+                at = piece_end;
+            }
+        }
+        co_await io.write_back_repairs();
+        io.unpin_tables();
+    }
+    group->done();
+}
+
+// ---- Writes ----
+
+Task<int> Array::write(uint64_t offset, uint32_t length, const uint8_t* data, bool fua) {
+    if (options_.read_only) co_return -EPERM;
+    if (length == 0) co_return 0;
+    if (offset > size_bytes() || length > size_bytes() - offset) co_return -ENOSPC;
+    co_return co_await write_range(offset, length, data, fua);
+}
+
+Task<int> Array::write_range(uint64_t offset, uint64_t length, const uint8_t* data, bool fua) {
+    uint64_t first_stripe = 0;
+    uint64_t end_stripe = 0;
+    geometry_.stripe_range(offset, length, &first_stripe, &end_stripe);
+    std::vector<GroupRequest> requests;
+    build_group_requests(offset, length, data, nullptr, &requests);
+    {
+        StripeLocks::Guard guard = co_await stripe_locks_.lock(first_stripe, end_stripe, true);
+        std::vector<int> results(requests.size(), 0);
+        WaitGroup group;
+        group.add(uint32_t(requests.size()));
+        for (size_t i = 0; i < requests.size(); ++i) {
+            spawn(write_group(&requests[i], &results[i], &group));
+        }
+        co_await group.wait();
+        for (int result : results) {
+            if (result < 0) co_return result;
+        }
+    }
+    if (fua) {
+        std::vector<uint32_t> roles;
+        for (const GroupRequest& request : requests) {
+            for (uint32_t position = 0; position < geometry_.group_width(); ++position) {
+                roles.push_back(geometry_.member_of(request.stripe, request.group, position));
+            }
+        }
+        std::sort(roles.begin(), roles.end());
+        roles.erase(std::unique(roles.begin(), roles.end()), roles.end());
+        co_return co_await sync_members(roles);
+    }
+    co_return 0;
+}
+
+// Counts the positions of a group that cannot hold data now.
+static uint32_t unusable_positions(GroupIo& io) {
+    uint32_t count = 0;
+    for (uint32_t position = 0; position < io.width; ++position) count += io.usable(position) ? 0 : 1;
+    return count;
+}
+
+Task<void> Array::write_group(GroupRequest* request, int* result, WaitGroup* group) {
+    uint32_t k = geometry_.data_per_group();
+    uint32_t m = geometry_.parity_per_group();
+    uint32_t width = k + m;
+    RowRun runs[kGroupWidthMax];
+    uint32_t run_count = row_runs(*request, k, runs);
+
+    for (uint32_t run = 0; run < run_count && *result == 0; ++run) {
+        uint32_t row = runs[run].row;
+        uint32_t end = runs[run].end;
+        uint32_t rows = end - row;
+        GroupIo io(*this, request->stripe, request->group, row, end);
+        co_await io.pin_tables();
+
+        // Which rows of which data positions the new data covers whole.
+        ByteSpan spans[kGroupWidthMax];
+        bool touched[kGroupWidthMax] = {};
+        uint32_t full_rows[kGroupWidthMax] = {};
+        bool all_full = true;
+        for (uint32_t position = 0; position < k; ++position) {
+            const GroupRequest::Range& range = request->ranges[position];
+            spans[position] = clip(range, row, end);
+            touched[position] = range.length > 0 && !spans[position].empty();
+            if (touched[position]) {
+                uint64_t first_full = (spans[position].begin + kBlockBytes - 1) / kBlockBytes;
+                uint64_t end_full = spans[position].end / kBlockBytes;
+                full_rows[position] = end_full > first_full ? uint32_t(end_full - first_full) : 0;
+            }
+            all_full = all_full && full_rows[position] == rows;
+        }
+
+        // Reads needed by read-modify-write (touched positions and parity over the run) and by
+        // reconstruct-write (every block of a data position not overwritten whole).
+        uint64_t rmw_reads = 0;
+        uint64_t rcw_reads = 0;
+        bool rmw_possible = m > 0 && k > 1;
+        for (uint32_t position = 0; position < k; ++position) {
+            if (touched[position]) {
+                rmw_reads += rows;
+                rmw_possible = rmw_possible && io.usable(position);
+            }
+            rcw_reads += rows - full_rows[position];
+        }
+        for (uint32_t parity = k; parity < width; ++parity) {
+            rmw_reads += rows;
+            rmw_possible = rmw_possible && io.usable(parity);
+        }
+
+        bool done = false;
+        if (!all_full && rmw_possible && rmw_reads < rcw_reads) {
+            uint32_t positions[kGroupWidthMax];
+            uint32_t count = 0;
+            for (uint32_t position = 0; position < k; ++position) {
+                if (touched[position]) positions[count++] = position;
+            }
+            for (uint32_t parity = k; parity < width; ++parity) positions[count++] = parity;
+            co_await io.load(positions, count, row, end);
+            bool all_good = true;
+            for (uint32_t i = 0; i < count && all_good; ++i) {
+                for (uint32_t r = row; r < end; ++r) {
+                    if (io.state(positions[i], r) != BlockState::kGood) {
+                        all_good = false;
+                        break;
+                    }
+                }
+            }
+            if (all_good) {
+                // Apply each position's change to parity, then store it in scratch.
+                Buffer updated(size_t(rows) * kBlockBytes);
+                uint8_t* parity[kGroupWidthMax];
+                for (uint32_t j = 0; j < m; ++j) parity[j] = io.block(k + j, row);
+                for (uint32_t position = 0; position < k; ++position) {
+                    if (!touched[position]) continue;
+                    uint8_t* old_data = io.block(position, row);
+                    std::memcpy(updated.data(), old_data, size_t(rows) * kBlockBytes);
+                    const GroupRequest::Range& range = request->ranges[position];
+                    std::memcpy(updated.data() + (spans[position].begin - uint64_t(row) * kBlockBytes),
+                                range.write_from + (spans[position].begin - range.chunk_offset),
+                                spans[position].end - spans[position].begin);
+                    codec_->update(position, old_data, updated.data(), parity,
+                                   size_t(rows) * kBlockBytes);
+                    std::memcpy(old_data, updated.data(), size_t(rows) * kBlockBytes);
+                }
+                done = true;
+            }
+        }
+        if (!done && !all_full) {
+            // Reconstruct-write: load what the new data does not overwrite whole. A position
+            // is needed when any of its blocks in the run keeps old bytes.
+            bool needed[kGroupWidthMax] = {};
+            RowRange loads[kGroupWidthMax * 2];
+            uint32_t load_count = 0;
+            for (uint32_t position = 0; position < k; ++position) {
+                uint32_t r = row;
+                while (r < end) {
+                    if (is_whole(spans[position], touched[position], r)) {
+                        ++r;
+                        continue;
+                    }
+                    uint32_t run_end = r + 1;
+                    while (run_end < end && !is_whole(spans[position], touched[position], run_end)) {
+                        ++run_end;
+                    }
+                    needed[position] = true;
+                    // At most three runs per position: before, at the partial edges, after.
+                    if (load_count < kGroupWidthMax * 2) {
+                        loads[load_count++] = RowRange{position, r, run_end};
+                    } else {
+                        co_await io.load(&position, 1, r, run_end);
+                    }
+                    r = run_end;
+                }
+            }
+            co_await io.load_ranges(loads, load_count);
+            uint32_t lost = co_await io.repair_rows(row, end, needed);
+            if (lost > 0) {
+                spdlog::error("{}: stripe {} group {}: write rejected, {} row(s) cannot be "
+                              "reconstructed",
+                              options_.name, request->stripe, request->group, lost);
+                *result = -EIO;
+                io.unpin_tables();
+                break;
+            }
+        }
+
+        // Merge the new data (read-modify-write already did) and compute parity over the run.
+        for (uint32_t position = 0; position < k && !done; ++position) {
+            if (!touched[position]) continue;
+            const GroupRequest::Range& range = request->ranges[position];
+            std::memcpy(io.block(position, row) + (spans[position].begin - uint64_t(row) * kBlockBytes),
+                        range.write_from + (spans[position].begin - range.chunk_offset),
+                        spans[position].end - spans[position].begin);
+        }
+        if (m > 0 && !done) {
+            const uint8_t* data[kGroupWidthMax];
+            uint8_t* parity[kGroupWidthMax];
+            for (uint32_t position = 0; position < k; ++position) data[position] = io.block(position, row);
+            for (uint32_t j = 0; j < m; ++j) parity[j] = io.block(k + j, row);
+            codec_->encode(data, parity, size_t(rows) * kBlockBytes);
+        }
+
+        RowRange ranges[kGroupWidthMax];
+        uint32_t range_count = 0;
+        for (uint32_t position = 0; position < k; ++position) {
+            if (!touched[position]) continue;
+            ranges[range_count++] =
+                RowRange{position, uint32_t(spans[position].begin / kBlockBytes),
+                         uint32_t((spans[position].end + kBlockBytes - 1) / kBlockBytes)};
+        }
+        for (uint32_t parity = k; parity < width; ++parity) {
+            ranges[range_count++] = RowRange{parity, row, end};
+        }
+        co_await io.store_ranges(ranges, range_count);
+        co_await io.write_back_repairs();
+        if (unusable_positions(io) > m) *result = -EIO;
+        io.unpin_tables();
+    }
+    group->done();
+}
+
+// ---- Flush, trim and zeroes ----
+
+Task<int> Array::sync_members(const std::vector<uint32_t>& roles) {
+    for (uint32_t role : roles) {
+        ArrayMember& target = *members_[role];
+        if (!target.usable()) continue;
+        int result = co_await target.table->write_back();
+        if (result < 0) {
+            target.errors.write.fetch_add(1, std::memory_order_relaxed);
+            fail_member(role, std::string("checksum table write failed: ") + strerror(-result));
+        }
+    }
+    std::vector<IoOp> ops(roles.size());
+    std::vector<uint32_t> submitted;
+    IoBatch batch(*Ring::current());
+    for (uint32_t role : roles) {
+        ArrayMember& target = *members_[role];
+        if (!target.usable()) continue;
+        IoOp& op = ops[submitted.size()];
+        prepare_rw(&op, IoKind::kFdatasync, target.fd, nullptr, 0, 0);
+        batch.add(&op);
+        submitted.push_back(role);
+    }
+    co_await batch.wait();
+    for (size_t i = 0; i < submitted.size(); ++i) {
+        if (ops[i].result < 0) {
+            // A failed fdatasync is sticky: what it covered may be lost, so the member goes.
+            members_[submitted[i]]->errors.write.fetch_add(1, std::memory_order_relaxed);
+            fail_member(submitted[i], std::string("fdatasync failed: ") + strerror(-ops[i].result));
+        }
+    }
+    co_return lost_data() ? -EIO : 0;
+}
+
+Task<int> Array::flush() {
+    std::vector<uint32_t> roles(members_.size());
+    for (uint32_t role = 0; role < roles.size(); ++role) roles[role] = role;
+    co_return co_await sync_members(roles);
+}
+
+Task<int> Array::punch_stripes(uint64_t first_stripe, uint64_t end_stripe) {
+    StripeLocks::Guard guard = co_await stripe_locks_.lock(first_stripe, end_stripe, true);
+    uint64_t chunk = geometry_.chunk_bytes();
+    uint64_t blocks_per_chunk = chunk / kBlockBytes;
+    for (uint32_t role = 0; role < members_.size(); ++role) {
+        ArrayMember& target = *members_[role];
+        if (!target.usable()) continue;
+        int result = co_await Ring::current()->fallocate(
+            target.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+            target.data_offset + first_stripe * chunk, (end_stripe - first_stripe) * chunk);
+        if (result == -EOPNOTSUPP || result == -EINVAL) co_return result;
+        if (result < 0) {
+            target.errors.write.fetch_add(1, std::memory_order_relaxed);
+            fail_member(role, std::string("punching a hole failed: ") + strerror(-result));
+            continue;
+        }
+        result = co_await target.table->clear(first_stripe * blocks_per_chunk,
+                                              (end_stripe - first_stripe) * blocks_per_chunk);
+        if (result < 0) {
+            fail_member(role, std::string("clearing checksums failed: ") + strerror(-result));
+        }
+    }
+    co_return lost_data() ? -EIO : 0;
+}
+
+Task<int> Array::write_zeroes(uint64_t offset, uint64_t length, bool may_punch, bool fua) {
+    if (options_.read_only) co_return -EPERM;
+    if (length == 0) co_return 0;
+    if (offset > size_bytes() || length > size_bytes() - offset) co_return -ENOSPC;
+    uint64_t stripe_bytes = geometry_.stripe_data_bytes();
+    uint64_t end = offset + length;
+    uint64_t whole_begin = (offset + stripe_bytes - 1) / stripe_bytes * stripe_bytes;
+    uint64_t whole_end = end / stripe_bytes * stripe_bytes;
+    bool punched = false;
+    if (may_punch && whole_begin < whole_end) {
+        int result = co_await punch_stripes(whole_begin / stripe_bytes, whole_end / stripe_bytes);
+        if (result < 0 && result != -EOPNOTSUPP && result != -EINVAL) co_return result;
+        punched = result == 0;
+    }
+    // Write zeros through the normal path where no hole was punched, a piece at a time.
+    const uint8_t* zeros = zero_source();
+    uint64_t at = offset;
+    while (at < end) {
+        if (punched && at == whole_begin) {
+            at = whole_end;
+            continue;
+        }
+        uint64_t limit = punched && at < whole_begin ? whole_begin : end;
+        uint64_t piece = std::min(limit - at, kZeroPieceBytes);
+        int result = co_await write_range(at, piece, zeros, false);
+        if (result < 0) co_return result;
+        at += piece;
+    }
+    if (fua) co_return co_await flush();
+    co_return 0;
+}
+
+Task<int> Array::trim(uint64_t offset, uint64_t length, bool fua) {
+    if (options_.read_only) co_return -EPERM;
+    if (length == 0) co_return 0;
+    if (offset > size_bytes() || length > size_bytes() - offset) co_return -EINVAL;
+    // Trimmed ranges read back as zeros, which keeps parity and checksums trivially valid.
+    co_return co_await write_zeroes(offset, length, true, fua);
+}
+
+}  // namespace ecraid

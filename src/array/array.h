@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: Apache-2.0
+// Array: the read and write paths of an assembled array, served as a BlockDevice.
+//
+// A request is split into stripes; every stripe it touches is locked (shared for reads,
+// exclusive for writes) for the whole read-compute-write sequence. Each group of each stripe
+// is then handled on its own, concurrently with the others:
+//   read    read the data blocks, verify every block's checksum; a block that fails its
+//           checksum or whose member returns an error is rebuilt from the rest of its group,
+//           returned, written back and counted against the member. Blocks on a missing or
+//           faulty member are rebuilt the same way without the write-back. A block row with
+//           more bad positions than the level tolerates fails with EIO; other rows go on.
+//   write   a write that covers every data position over the same block rows reads nothing;
+//           otherwise read-modify-write or reconstruct-write, whichever reads fewer blocks,
+//           with a fall back to reconstruct-write when any block it reads is bad. Partial
+//           blocks at the edges are merged with their verified old contents.
+// Checksums of written blocks are stored in the members' checksum tables; FLUSH writes the
+// dirty table pages and then fdatasyncs every member.
+//
+// A member whose write fails is marked faulty: the array goes on degraded, and the metadata
+// hook records the change in the surviving members' superblocks.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "array/block_device.h"
+#include "array/checksum_table.h"
+#include "array/stripe_lock.h"
+#include "codec/codec.h"
+#include "common/status.h"
+#include "layout/geometry.h"
+#include "meta/superblock.h"
+
+namespace ecraid {
+
+struct MemberErrorCounts {
+    std::atomic<uint64_t> read{0};
+    std::atomic<uint64_t> write{0};
+    std::atomic<uint64_t> checksum{0};
+    std::atomic<uint64_t> repaired{0};
+};
+
+// One member slot of the array, by role. A missing member has fd < 0.
+struct ArrayMember {
+    std::string path;
+    int fd = -1;
+    bool direct = false;
+    uint64_t data_offset = 0;  // Byte offset of the data area on the member.
+    uint64_t table_offset = 0;
+    std::unique_ptr<ChecksumTable> table;
+    std::atomic<MemberState> state{MemberState::kMissing};
+    MemberErrorCounts errors;
+
+    bool usable() const { return fd >= 0 && state.load() == MemberState::kActive; }
+};
+
+struct ArrayMemberSpec {
+    std::string path;
+    int fd = -1;  // Owned by the caller; -1 when the member is missing.
+    bool direct = false;
+    uint64_t data_offset = 0;
+    uint64_t table_offset = 0;
+    MemberState state = MemberState::kMissing;
+};
+
+struct ArrayOptions {
+    bool read_only = false;
+    uint64_t table_cache_bytes = 64ull << 20;
+    std::string name;
+    // Called on the worker that saw the failure when a member changes state; records it in
+    // the superblocks. Must not block for long.
+    std::function<void(uint32_t role, MemberState state, const std::string& reason)>
+        on_member_state_change;
+};
+
+class Array : public BlockDevice {
+public:
+    // Requires members.size() == geometry.member_count(), in role order.
+    static Result<std::unique_ptr<Array>> open(const Geometry& geometry,
+                                               std::vector<ArrayMemberSpec> members,
+                                               ArrayOptions options);
+    ~Array() override;
+
+    uint64_t size_bytes() const override { return geometry_.capacity_bytes(); }
+    bool read_only() const override { return options_.read_only; }
+    Task<int> read(uint64_t offset, uint32_t length, uint8_t* buffer,
+                   std::vector<ReadFailure>* failures) override;
+    Task<int> write(uint64_t offset, uint32_t length, const uint8_t* data, bool fua) override;
+    Task<int> flush() override;
+    Task<int> trim(uint64_t offset, uint64_t length, bool fua) override;
+    Task<int> write_zeroes(uint64_t offset, uint64_t length, bool may_punch, bool fua) override;
+
+    const Geometry& geometry() const { return geometry_; }
+    ArrayMember& member(uint32_t role) { return *members_[role]; }
+    const ArrayMember& member(uint32_t role) const { return *members_[role]; }
+    const std::string& name() const { return options_.name; }
+    // Null for raid0, which has no redundancy.
+    const Codec* codec() const { return codec_.get(); }
+
+    // Members that are not usable.
+    uint32_t unusable_count() const;
+    // True when some data can no longer be read (more members lost than tolerated).
+    bool lost_data() const;
+
+    // Marks a member faulty (idempotent) and reports it through on_member_state_change.
+    void fail_member(uint32_t role, const std::string& reason);
+
+private:
+    struct GroupRequest;
+    friend struct GroupIo;
+
+    Array(const Geometry& geometry, ArrayOptions options);
+
+    Task<int> read_range(uint64_t offset, uint64_t length, uint8_t* buffer,
+                         std::vector<ReadFailure>* failures);
+    Task<int> write_range(uint64_t offset, uint64_t length, const uint8_t* data, bool fua);
+    Task<void> read_group(GroupRequest* request, int* result,
+                          std::vector<ReadFailure>* failures, WaitGroup* group);
+    Task<void> write_group(GroupRequest* request, int* result, WaitGroup* group);
+    Task<int> sync_members(const std::vector<uint32_t>& roles);
+    Task<int> punch_stripes(uint64_t first_stripe, uint64_t end_stripe);
+    void build_group_requests(uint64_t offset, uint64_t length, const uint8_t* source,
+                              uint8_t* destination, std::vector<GroupRequest>* requests) const;
+
+    Geometry geometry_;
+    ArrayOptions options_;
+    std::unique_ptr<Codec> codec_;
+    std::vector<std::unique_ptr<ArrayMember>> members_;
+    std::unique_ptr<TableCache> table_cache_;
+    StripeLocks stripe_locks_;
+    std::atomic<uint64_t> read_balance_{0};
+};
+
+}  // namespace ecraid

@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: Apache-2.0
+// GroupIo: the working set of one run of block rows of one group of one stripe.
+//
+// Rows are 4 KiB block offsets within a chunk; row r of every position of a group forms one
+// codeword, so rows are independent and a request is handled as runs of consecutive rows.
+// GroupIo keeps a scratch copy of every position over the run, a state per (position, row),
+// and the operations both request paths share: load and verify blocks, rebuild bad ones
+// from the rest of their row, and write blocks back with new checksums.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "array/array.h"
+#include "io/buffer_pool.h"
+#include "io/ring.h"
+
+namespace ecraid {
+
+inline constexpr uint32_t kGroupWidthMax = 64;
+
+enum class BlockState : uint8_t {
+    kNotLoaded = 0,
+    kGood,       // Loaded and verified, or computed.
+    kBad,        // Missing member, read error or checksum mismatch: an erasure.
+    kRepaired,   // Rebuilt from the rest of its row; its member should get it back.
+    kLost,       // Could not be rebuilt: more erasures in its row than tolerated.
+};
+
+// Rows [row, end) of one position.
+struct RowRange {
+    uint32_t position = 0;
+    uint32_t row = 0;
+    uint32_t end = 0;
+};
+
+struct GroupIo {
+    GroupIo(Array& array, uint64_t stripe, uint32_t group, uint32_t first_row, uint32_t end_row);
+
+    Array& array;
+    const Geometry& geometry;
+    uint64_t stripe;
+    uint32_t group;
+    uint32_t width;
+    uint32_t data_count;
+    uint32_t first_row;
+    uint32_t end_row;
+    uint32_t row_count;
+    uint64_t first_block;  // Member block index of first_row.
+    uint32_t members[kGroupWidthMax];
+    bool pinned[kGroupWidthMax] = {};
+    Buffer scratch;
+    std::vector<BlockState> states;
+
+    uint8_t* block(uint32_t position, uint32_t row) const {
+        return scratch.data() +
+               (uint64_t(position) * row_count + (row - first_row)) * kBlockBytes;
+    }
+    BlockState& state(uint32_t position, uint32_t row) {
+        return states[uint64_t(position) * row_count + (row - first_row)];
+    }
+    ArrayMember& member_at(uint32_t position) { return array.member(members[position]); }
+    bool usable(uint32_t position) { return member_at(position).usable(); }
+
+    // Pins the checksum table pages of every usable position over the run. A member whose
+    // table cannot be read is failed.
+    Task<void> pin_tables();
+    void unpin_tables();
+
+    // Loads rows [row, end) of each listed position that are not loaded yet, then verifies
+    // every loaded block. Blocks of unusable members become kBad without I/O.
+    Task<void> load(const uint32_t* positions, uint32_t position_count, uint32_t row,
+                    uint32_t end);
+    // The same for one row range per entry, all submitted together.
+    Task<void> load_ranges(const RowRange* ranges, uint32_t range_count);
+
+    // Rebuilds every kBad block of the listed rows that a caller needs: loads the rest of
+    // each such row, then decodes. Rows with more than m erasures get kLost. Returns the
+    // number of lost rows.
+    Task<uint32_t> repair_rows(uint32_t row, uint32_t end, const bool* needed_positions);
+
+    // Writes rows [row, end) of `position` from scratch and stores their checksums. Skips
+    // unusable members. Returns the number of failed writes; each failure fails its member.
+    Task<int> store(uint32_t position, uint32_t row, uint32_t end);
+    Task<int> store_ranges(const RowRange* ranges, uint32_t count);
+
+    // Writes back every kRepaired block whose member is usable, as self-heal.
+    Task<void> write_back_repairs();
+
+private:
+    Task<int> read_blocks_isolating_errors(uint32_t position, uint32_t row, uint32_t end);
+    void verify(uint32_t position, uint32_t row, uint32_t end);
+};
+
+}  // namespace ecraid

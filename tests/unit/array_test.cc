@@ -1,0 +1,304 @@
+// SPDX-License-Identifier: Apache-2.0
+// Array: the read and write paths of every level against an in-memory model, on member files
+// formatted by create_array: random aligned and unaligned writes, degraded reads after member
+// failures, self-heal of corrupt blocks, trims and write-zeroes.
+#include "array/array.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "array/assemble.h"
+#include "array/create.h"
+#include "io/buffer_pool.h"
+#include "io/ring.h"
+
+namespace ecraid {
+namespace {
+
+uint64_t test_seed() {
+    const char* text = std::getenv("ECRAID_TEST_SEED");
+    return text != nullptr ? std::strtoull(text, nullptr, 10) : 20261204;
+}
+
+struct LevelCase {
+    const char* name;
+    Level level;
+    uint32_t members;
+    uint32_t data;
+    uint32_t parity;
+    uint64_t chunk;
+};
+
+class ArrayTest : public ::testing::TestWithParam<LevelCase> {
+protected:
+    void SetUp() override {
+        directory_ = std::filesystem::temp_directory_path() /
+                     ("ecraid-array-" + std::to_string(getpid()) + "-" +
+                      std::to_string(counter_++));
+        std::filesystem::create_directories(directory_);
+        const LevelCase& level = GetParam();
+        CreateOptions options;
+        options.level = level.level;
+        options.data_count = level.data;
+        options.parity_count = level.parity;
+        options.chunk_bytes = level.chunk;
+        options.create_size_bytes = 24ull << 20;
+        options.name = "test";
+        for (uint32_t i = 0; i < level.members; ++i) {
+            paths_.push_back((directory_ / ("m" + std::to_string(i))).string());
+        }
+        options.member_paths = paths_;
+        auto created = create_array(options);
+        ASSERT_TRUE(created.ok()) << created.status().to_string();
+        auto ring = Ring::create(256);
+        ASSERT_TRUE(ring.ok());
+        ring_ = std::move(ring).value();
+        open();
+    }
+
+    void TearDown() override {
+        array_.reset();
+        assembly_.reset();
+        std::filesystem::remove_all(directory_);
+    }
+
+    void open() {
+        array_.reset();
+        assembly_.reset();
+        auto assembly = assemble(paths_, AssembleOptions{});
+        ASSERT_TRUE(assembly.ok()) << assembly.status().to_string();
+        assembly_ = std::make_unique<Assembly>(std::move(assembly).value());
+        ArrayOptions options;
+        options.table_cache_bytes = 1 << 20;
+        auto array = open_array(*assembly_, options);
+        ASSERT_TRUE(array.ok()) << array.status().to_string();
+        array_ = std::move(array).value();
+        model_.resize(array_->size_bytes());
+    }
+
+    // Runs `body` as a coroutine on the test's ring until it finishes.
+    template <typename Body>
+    void run(Body body) {
+        auto wrapper = [&]() -> Task<void> {
+            co_await body();
+            ring_->stop();
+        };
+        ring_->post([&] { spawn(wrapper()); });
+        ring_->run();
+    }
+
+    int write(uint64_t offset, const std::vector<uint8_t>& data, bool fua = false) {
+        int result = 0;
+        Buffer buffer(data.size());
+        std::memcpy(buffer.data(), data.data(), data.size());
+        run([&]() -> Task<void> {
+            result = co_await array_->write(offset, uint32_t(data.size()), buffer.data(), fua);
+        });
+        if (result == 0) std::copy(data.begin(), data.end(), model_.begin() + offset);
+        return result;
+    }
+
+    int read(uint64_t offset, uint32_t length, std::vector<uint8_t>* out,
+             std::vector<ReadFailure>* failures = nullptr) {
+        int result = 0;
+        Buffer buffer(length);
+        run([&]() -> Task<void> {
+            result = co_await array_->read(offset, length, buffer.data(), failures);
+        });
+        out->assign(buffer.data(), buffer.data() + length);
+        return result;
+    }
+
+    int flush() {
+        int result = 0;
+        run([&]() -> Task<void> { result = co_await array_->flush(); });
+        return result;
+    }
+
+    void expect_matches_model(uint64_t offset, uint64_t length, const std::string& context) {
+        constexpr uint32_t kPiece = 1 << 20;
+        for (uint64_t at = offset; at < offset + length; at += kPiece) {
+            uint32_t piece = uint32_t(std::min<uint64_t>(kPiece, offset + length - at));
+            std::vector<uint8_t> data;
+            ASSERT_EQ(read(at, piece, &data), 0) << context << " at " << at;
+            ASSERT_TRUE(std::equal(data.begin(), data.end(), model_.begin() + at))
+                << context << ": mismatch in [" << at << ", " << at + piece << ")";
+        }
+    }
+
+    std::vector<uint8_t> random_bytes(std::mt19937_64& random, size_t size) {
+        std::vector<uint8_t> data(size);
+        for (auto& byte : data) byte = uint8_t(random());
+        return data;
+    }
+
+    void random_writes(std::mt19937_64& random, int count) {
+        uint64_t size = array_->size_bytes();
+        for (int i = 0; i < count; ++i) {
+            uint64_t length;
+            switch (random() % 4) {
+                case 0: length = 1 + random() % 8192; break;          // Small, unaligned.
+                case 1: length = 4096 * (1 + random() % 32); break;   // Aligned blocks.
+                case 2: length = array_->geometry().stripe_data_bytes(); break;
+                default: length = 1 + random() % (600 * 1024); break;
+            }
+            length = std::min(length, size);
+            uint64_t offset = random() % (size - length + 1);
+            if (random() % 2 == 0) offset &= ~uint64_t(4095);
+            ASSERT_EQ(write(offset, random_bytes(random, length)), 0)
+                << "write " << offset << "+" << length;
+        }
+    }
+
+    // Overwrites bytes of member `role` at byte `member_offset` of its data area.
+    void corrupt_member(uint32_t role, uint64_t member_offset, size_t length) {
+        const AssembledRole& slot = assembly_->roles[role];
+        int fd = ::open(paths_[role].c_str(), O_WRONLY);
+        ASSERT_GE(fd, 0);
+        std::vector<uint8_t> garbage(length, 0xA5);
+        ASSERT_EQ(pwrite(fd, garbage.data(), length,
+                         off_t(slot.superblock.layout.data_offset + member_offset)),
+                  ssize_t(length));
+        close(fd);
+    }
+
+    static inline int counter_ = 0;
+    std::filesystem::path directory_;
+    std::vector<std::string> paths_;
+    std::unique_ptr<Ring> ring_;
+    std::unique_ptr<Assembly> assembly_;
+    std::unique_ptr<Array> array_;
+    std::vector<uint8_t> model_;
+};
+
+TEST_P(ArrayTest, RandomWritesReadBack) {
+    uint64_t seed = test_seed();
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::mt19937_64 random(seed);
+    random_writes(random, 60);
+    expect_matches_model(0, array_->size_bytes(), "after writes");
+    ASSERT_EQ(flush(), 0);
+    open();
+    expect_matches_model(0, array_->size_bytes(), "after reopen");
+}
+
+TEST_P(ArrayTest, DegradedReadsAndWrites) {
+    uint32_t tolerated = array_->geometry().failures_tolerated();
+    if (tolerated == 0) GTEST_SKIP() << "raid0 has no redundancy";
+    uint64_t seed = test_seed() + 1;
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::mt19937_64 random(seed);
+    random_writes(random, 30);
+    // Fail as many members as the level tolerates (for raid10, one per pair).
+    uint32_t n = array_->geometry().member_count();
+    for (uint32_t i = 0; i < tolerated; ++i) {
+        uint32_t role = array_->geometry().level() == Level::kRaid10 ? 2 * i + 1 : (i * 2) % n;
+        array_->fail_member(role, "test");
+    }
+    ASSERT_FALSE(array_->lost_data());
+    expect_matches_model(0, array_->size_bytes(), "degraded");
+    random_writes(random, 30);
+    expect_matches_model(0, array_->size_bytes(), "degraded after writes");
+}
+
+TEST_P(ArrayTest, CorruptBlockIsRepairedOnRead) {
+    uint32_t tolerated = array_->geometry().failures_tolerated();
+    uint64_t seed = test_seed() + 2;
+    std::mt19937_64 random(seed);
+    std::vector<uint8_t> data = random_bytes(random, array_->geometry().stripe_data_bytes() * 4);
+    ASSERT_EQ(write(0, data), 0);
+    ASSERT_EQ(flush(), 0);
+    // Corrupt one block of stripe 1 on member 1 (data or parity, depending on rotation).
+    uint64_t chunk = array_->geometry().chunk_bytes();
+    corrupt_member(1, chunk + 4096, 100);
+    std::vector<uint8_t> back;
+    std::vector<ReadFailure> failures;
+    int result = read(0, uint32_t(data.size()), &back, &failures);
+    if (tolerated == 0) {
+        EXPECT_EQ(result, -EIO);
+        EXPECT_FALSE(failures.empty());
+        return;
+    }
+    ASSERT_EQ(result, 0);
+    EXPECT_EQ(back, data);
+    // Member 1 holds a data position of stripe 1 at every level (and is the mirror read there).
+    EXPECT_EQ(array_->member(1).errors.checksum.load(), 1u);
+    EXPECT_EQ(array_->member(1).errors.repaired.load(), 1u);
+    // The repaired block was written back: a second read finds nothing new to repair.
+    ASSERT_EQ(read(0, uint32_t(data.size()), &back), 0);
+    EXPECT_EQ(back, data);
+    EXPECT_EQ(array_->member(1).errors.checksum.load(), 1u);
+}
+
+TEST_P(ArrayTest, FailurePastToleranceReadsEio) {
+    uint32_t tolerated = array_->geometry().failures_tolerated();
+    std::mt19937_64 random(test_seed() + 3);
+    std::vector<uint8_t> data = random_bytes(random, 1 << 20);
+    ASSERT_EQ(write(0, data), 0);
+    for (uint32_t role = 0; role <= tolerated; ++role) array_->fail_member(role, "test");
+    if (array_->geometry().level() == Level::kRaid10) array_->fail_member(1, "test");
+    ASSERT_TRUE(array_->lost_data());
+    std::vector<uint8_t> back;
+    std::vector<ReadFailure> failures;
+    EXPECT_EQ(read(0, 1 << 20, &back, &failures), -EIO);
+    EXPECT_FALSE(failures.empty());
+    // Every byte outside the failed ranges is still correct.
+    std::vector<bool> failed(1 << 20, false);
+    for (const auto& failure : failures) {
+        for (uint64_t at = failure.offset; at < failure.offset + failure.length; ++at) failed[at] = true;
+    }
+    for (size_t i = 0; i < back.size(); ++i) {
+        if (!failed[i]) {
+            ASSERT_EQ(back[i], data[i]) << "byte " << i;
+        }
+    }
+}
+
+TEST_P(ArrayTest, TrimAndWriteZeroesReadZeros) {
+    std::mt19937_64 random(test_seed() + 4);
+    uint64_t size = array_->size_bytes();
+    ASSERT_EQ(write(0, random_bytes(random, size)), 0);
+    uint64_t stripe = array_->geometry().stripe_data_bytes();
+    int result = 0;
+    run([&]() -> Task<void> { result = co_await array_->trim(stripe / 2, stripe * 3, false); });
+    ASSERT_EQ(result, 0);
+    std::fill(model_.begin() + stripe / 2, model_.begin() + stripe / 2 + stripe * 3, 0);
+    run([&]() -> Task<void> {
+        result = co_await array_->write_zeroes(stripe * 6 + 100, stripe * 2, false, true);
+    });
+    ASSERT_EQ(result, 0);
+    std::fill(model_.begin() + stripe * 6 + 100, model_.begin() + stripe * 8 + 100, 0);
+    expect_matches_model(0, size, "after trim");
+    ASSERT_EQ(flush(), 0);
+    open();
+    expect_matches_model(0, size, "after reopen");
+}
+
+TEST_P(ArrayTest, OutOfRangeRequestsAreRejected) {
+    std::vector<uint8_t> out;
+    uint64_t size = array_->size_bytes();
+    EXPECT_EQ(read(size - 512, 1024, &out), -EINVAL);
+    EXPECT_EQ(write(size - 512, std::vector<uint8_t>(1024, 1)), -ENOSPC);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Levels, ArrayTest,
+    ::testing::Values(LevelCase{"raid0", Level::kRaid0, 4, 0, 0, 64 << 10},
+                      LevelCase{"raid1", Level::kRaid1, 3, 0, 0, 64 << 10},
+                      LevelCase{"raid10", Level::kRaid10, 4, 0, 0, 64 << 10},
+                      LevelCase{"raid5", Level::kRaid5, 4, 0, 0, 64 << 10},
+                      LevelCase{"raid6", Level::kRaid6, 6, 0, 0, 16 << 10},
+                      LevelCase{"rs4_2", Level::kRs, 6, 4, 2, 64 << 10},
+                      LevelCase{"rs8_3", Level::kRs, 11, 8, 3, 4 << 10}),
+    [](const ::testing::TestParamInfo<LevelCase>& param) { return std::string(param.param.name); });
+
+}  // namespace
+}  // namespace ecraid
