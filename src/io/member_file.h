@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // MemberFile: one open member (a regular file or a block device) and synchronous I/O on it.
 //
-// Opening tries O_DIRECT first and falls back to buffered I/O when the filesystem rejects it
-// (open fails with EINVAL, as on tmpfs before Linux 6.6); is_direct() records which one was
-// used. With O_DIRECT, every buffer, offset and length must be a multiple of
+// Opening tries O_DIRECT first. When the filesystem rejects it (open fails with EINVAL, as on
+// tmpfs before Linux 6.6), the member falls back to buffered I/O, and is_direct() records which
+// one was used. With O_DIRECT, every buffer, offset and length must be a multiple of
 // kDirectAlignment; AlignedBuffer provides such buffers. The io_uring serve path reuses fd(),
 // is_direct() and size(); the helpers here are for metadata, create and tests.
 //
@@ -59,7 +59,8 @@ struct MemberOpenOptions {
 class MemberFile {
 public:
     // Opens `path`, which must be a regular file or a block device. Block devices opened
-    // read-write get O_EXCL, so a mounted or otherwise claimed device is rejected (EBUSY).
+    // read-write get O_EXCL, so a mounted device, or one held by another O_EXCL opener, fails
+    // with EBUSY.
     // Errors: kNotFound (missing path and no create size), kInvalidArgument (another file
     // type), kIoError (the system call that failed, with its errno).
     static Result<MemberFile> open(const std::string& path, const MemberOpenOptions& options);
