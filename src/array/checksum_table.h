@@ -6,8 +6,8 @@
 // 4 KiB pages of 512 entries at `table_offset` on the member. Pages are cached in memory up
 // to a byte budget shared by all tables of an array. A page is loaded through the current
 // worker's ring on first use and written back when it is evicted dirty or on write_back().
-// Eviction picks unpinned pages by the clock algorithm; pinned pages and pages under I/O are
-// never evicted, so the cache may exceed its budget while they are.
+// Eviction picks unpinned pages by the clock algorithm. It skips pinned pages and pages under
+// I/O, so the cache exceeds its budget while those alone fill it.
 //
 // Threading: any worker may call any method. Callers pin the pages they use with acquire()
 // and only touch entries of pinned pages. Entry reads and writes are atomic 8-byte accesses,
@@ -38,11 +38,10 @@ public:
     static constexpr uint32_t kEntriesPerPage = 512;
     static constexpr uint32_t kPageBytes = 4096;
 
-    // `fd` is the member's descriptor (O_DIRECT or not); `block_count` the number of 4 KiB
-    // blocks in its data area. The table keeps its own duplicate of `fd` (closed when the
-    // table and any write of its pages have finished), so the caller may close `fd` at any
-    // time. If the duplicate cannot be made, every table I/O fails with -EBADF or the dup()
-    // errno.
+    // `fd` is the member's descriptor, with or without O_DIRECT, and `block_count` the number
+    // of 4 KiB blocks in its data area. The table works on a duplicate of `fd` that it closes
+    // after the table and the last write of its pages are gone, so the caller may close `fd`
+    // at any time. If the duplicate cannot be made, every table I/O fails with dup()'s errno.
     ChecksumTable(TableCache* cache, int fd, uint64_t table_offset, uint64_t block_count);
     // Drops cached pages, including dirty ones (call write_back() first). Requires no
     // acquire, clear or write_back of this table in progress and no page pinned.
@@ -63,8 +62,9 @@ public:
     void set(uint64_t block, uint64_t checksum);
 
     // Sets the entries of [first_block, first_block + count) to zero (a trimmed range). Pages
-    // entirely inside the range are replaced without being read. Returns 0 or -errno.
-    // Requires a current Ring.
+    // entirely inside the range are replaced without being read. Returns 0 or the -errno of
+    // a failed read, after clearing the pages before the one that failed. Requires a current
+    // Ring.
     Task<int> clear(uint64_t first_block, uint64_t count);
 
     // Writes every dirty page, waiting for writes of its pages that eviction already started.
@@ -77,7 +77,7 @@ public:
     uint64_t dirty_pages() const;
 
     // Drops every cached page without writing (the member failed and will be rebuilt) and
-    // forgets an earlier write error. Pages pinned or under I/O at the time stay cached and
+    // clears an earlier write error. Pages pinned or under I/O at the time stay cached and
     // are marked clean, so their changes are written only if they change again.
     void discard();
 
