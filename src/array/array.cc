@@ -124,22 +124,58 @@ Result<std::unique_ptr<Array>> Array::open(const Geometry& geometry,
         array->codec_ = std::move(codec).value();
     }
     array->table_cache_ = std::make_unique<TableCache>(array->options_.table_cache_bytes);
-    uint64_t block_count = geometry.stripe_count() * (geometry.chunk_bytes() / kBlockBytes);
     for (auto& spec : members) {
         auto member = std::make_unique<ArrayMember>();
-        member->path = spec.path;
-        member->fd = spec.fd;
-        member->direct = spec.direct;
-        member->data_offset = spec.data_offset;
-        member->table_offset = spec.table_offset;
-        member->state.store(spec.fd >= 0 ? spec.state : MemberState::kMissing);
         if (spec.fd >= 0) {
-            member->table = std::make_unique<ChecksumTable>(array->table_cache_.get(), spec.fd,
-                                                            spec.table_offset, block_count);
+            member->device.store(array->adopt_device(spec.path, spec.fd, spec.direct,
+                                                     spec.data_offset, spec.table_offset));
+            member->state.store(spec.state);
+        } else {
+            member->state.store(spec.state == MemberState::kActive ? MemberState::kMissing
+                                                                   : spec.state);
+        }
+        if (spec.incoming_fd >= 0) {
+            member->incoming.store(array->adopt_device(
+                spec.incoming_path, spec.incoming_fd, spec.incoming_direct,
+                spec.incoming_data_offset, spec.incoming_table_offset));
+            member->rebuilt_up_to.store(spec.incoming_rebuilt_up_to);
         }
         array->members_.push_back(std::move(member));
     }
     return array;
+}
+
+MemberDevice* Array::adopt_device(const std::string& path, int fd, bool direct,
+                                  uint64_t data_offset, uint64_t table_offset) {
+    auto device = std::make_unique<MemberDevice>();
+    device->path = path;
+    device->fd = fd;
+    device->direct = direct;
+    device->data_offset = data_offset;
+    device->table_offset = table_offset;
+    uint64_t block_count = geometry_.stripe_count() * (geometry_.chunk_bytes() / kBlockBytes);
+    device->table = std::make_unique<ChecksumTable>(table_cache_.get(), fd, table_offset, block_count);
+    std::lock_guard lock(devices_mutex_);
+    devices_.push_back(std::move(device));
+    return devices_.back().get();
+}
+
+Task<void> Array::quiesce(std::function<void()> change) {
+    StripeLocks::Guard guard =
+        co_await stripe_locks_.lock(0, std::max<uint64_t>(geometry_.stripe_count(), 1), true);
+    change();
+}
+
+void Array::fail_device(uint32_t role, MemberDevice* device, const std::string& reason) {
+    ArrayMember& target = *members_[role];
+    if (device->failed.exchange(true)) return;
+    if (device == target.incoming.load()) {
+        spdlog::error("{}: rebuild target {} for member {} failed: {}", options_.name,
+                      device->path, role, reason);
+        if (options_.on_incoming_failed) options_.on_incoming_failed(role, reason);
+        return;
+    }
+    if (device == target.device.load()) fail_member(role, reason);
 }
 
 uint32_t Array::unusable_count() const {
@@ -165,12 +201,11 @@ bool Array::lost_data() const {
 void Array::fail_member(uint32_t role, const std::string& reason) {
     ArrayMember& target = *members_[role];
     MemberState expected = MemberState::kActive;
-    if (!target.state.compare_exchange_strong(expected, MemberState::kFaulty)) {
-        if (expected != MemberState::kRebuilding) return;
-        if (!target.state.compare_exchange_strong(expected, MemberState::kFaulty)) return;
-    }
-    spdlog::error("{}: member {} ({}) is now faulty: {}", options_.name, role, target.path,
-                  reason);
+    if (!target.state.compare_exchange_strong(expected, MemberState::kFaulty)) return;
+    MemberDevice* device = target.device.load();
+    if (device != nullptr) device->failed.store(true);
+    spdlog::error("{}: member {} ({}) is now faulty: {}", options_.name, role,
+                  device != nullptr ? device->path : std::string("missing"), reason);
     if (lost_data()) {
         spdlog::error("{}: more members lost than {} tolerates; data on the lost members' "
                       "stripes is unavailable",
@@ -352,13 +387,6 @@ Task<int> Array::write_range(uint64_t offset, uint64_t length, const uint8_t* da
     co_return 0;
 }
 
-// Counts the positions of a group that cannot hold data now.
-static uint32_t unusable_positions(GroupIo& io) {
-    uint32_t count = 0;
-    for (uint32_t position = 0; position < io.width; ++position) count += io.usable(position) ? 0 : 1;
-    return count;
-}
-
 Task<void> Array::write_group(GroupRequest* request, int* result, WaitGroup* group) {
     uint32_t k = geometry_.data_per_group();
     uint32_t m = geometry_.parity_per_group();
@@ -513,7 +541,7 @@ Task<void> Array::write_group(GroupRequest* request, int* result, WaitGroup* gro
         }
         co_await io.store_ranges(ranges, range_count);
         co_await io.write_back_repairs();
-        if (unusable_positions(io) > m) *result = -EIO;
+        if (io.unwritable_positions() > m) *result = -EIO;
         io.unpin_tables();
     }
     group->done();
@@ -521,33 +549,47 @@ Task<void> Array::write_group(GroupRequest* request, int* result, WaitGroup* gro
 
 // ---- Flush, trim and zeroes ----
 
+// The devices writes to `role` reach: the active device and a rebuild's incoming device.
+static uint32_t write_devices(const ArrayMember& member, MemberDevice** devices) {
+    uint32_t count = 0;
+    if (member.active()) devices[count++] = member.device.load();
+    MemberDevice* incoming = member.incoming.load();
+    if (incoming != nullptr && !incoming->failed.load()) devices[count++] = incoming;
+    return count;
+}
+
 Task<int> Array::sync_members(const std::vector<uint32_t>& roles) {
+    struct Target {
+        uint32_t role;
+        MemberDevice* device;
+    };
+    std::vector<Target> targets;
     for (uint32_t role : roles) {
-        ArrayMember& target = *members_[role];
-        if (!target.usable()) continue;
-        int result = co_await target.table->write_back();
+        MemberDevice* devices[2];
+        uint32_t count = write_devices(*members_[role], devices);
+        for (uint32_t i = 0; i < count; ++i) targets.push_back(Target{role, devices[i]});
+    }
+    for (const Target& target : targets) {
+        int result = co_await target.device->table->write_back();
         if (result < 0) {
-            target.errors.write.fetch_add(1, std::memory_order_relaxed);
-            fail_member(role, std::string("checksum table write failed: ") + strerror(-result));
+            target.device->errors.write.fetch_add(1, std::memory_order_relaxed);
+            fail_device(target.role, target.device,
+                        std::string("checksum table write failed: ") + strerror(-result));
         }
     }
-    std::vector<IoOp> ops(roles.size());
-    std::vector<uint32_t> submitted;
+    std::vector<IoOp> ops(targets.size());
     IoBatch batch(*Ring::current());
-    for (uint32_t role : roles) {
-        ArrayMember& target = *members_[role];
-        if (!target.usable()) continue;
-        IoOp& op = ops[submitted.size()];
-        prepare_rw(&op, IoKind::kFdatasync, target.fd, nullptr, 0, 0);
-        batch.add(&op);
-        submitted.push_back(role);
+    for (size_t i = 0; i < targets.size(); ++i) {
+        prepare_rw(&ops[i], IoKind::kFdatasync, targets[i].device->fd, nullptr, 0, 0);
+        batch.add(&ops[i]);
     }
     co_await batch.wait();
-    for (size_t i = 0; i < submitted.size(); ++i) {
+    for (size_t i = 0; i < targets.size(); ++i) {
         if (ops[i].result < 0) {
-            // A failed fdatasync is sticky: what it covered may be lost, so the member goes.
-            members_[submitted[i]]->errors.write.fetch_add(1, std::memory_order_relaxed);
-            fail_member(submitted[i], std::string("fdatasync failed: ") + strerror(-ops[i].result));
+            // A failed fdatasync is sticky: what it covered may be lost, so the device goes.
+            targets[i].device->errors.write.fetch_add(1, std::memory_order_relaxed);
+            fail_device(targets[i].role, targets[i].device,
+                        std::string("fdatasync failed: ") + strerror(-ops[i].result));
         }
     }
     co_return lost_data() ? -EIO : 0;
@@ -564,21 +606,24 @@ Task<int> Array::punch_stripes(uint64_t first_stripe, uint64_t end_stripe) {
     uint64_t chunk = geometry_.chunk_bytes();
     uint64_t blocks_per_chunk = chunk / kBlockBytes;
     for (uint32_t role = 0; role < members_.size(); ++role) {
-        ArrayMember& target = *members_[role];
-        if (!target.usable()) continue;
-        int result = co_await Ring::current()->fallocate(
-            target.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-            target.data_offset + first_stripe * chunk, (end_stripe - first_stripe) * chunk);
-        if (result == -EOPNOTSUPP || result == -EINVAL) co_return result;
-        if (result < 0) {
-            target.errors.write.fetch_add(1, std::memory_order_relaxed);
-            fail_member(role, std::string("punching a hole failed: ") + strerror(-result));
-            continue;
-        }
-        result = co_await target.table->clear(first_stripe * blocks_per_chunk,
-                                              (end_stripe - first_stripe) * blocks_per_chunk);
-        if (result < 0) {
-            fail_member(role, std::string("clearing checksums failed: ") + strerror(-result));
+        MemberDevice* devices[2];
+        uint32_t count = write_devices(*members_[role], devices);
+        for (uint32_t i = 0; i < count; ++i) {
+            MemberDevice* device = devices[i];
+            int result = co_await Ring::current()->fallocate(
+                device->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                device->data_offset + first_stripe * chunk, (end_stripe - first_stripe) * chunk);
+            if (result == -EOPNOTSUPP || result == -EINVAL) co_return result;
+            if (result < 0) {
+                device->errors.write.fetch_add(1, std::memory_order_relaxed);
+                fail_device(role, device, std::string("punching a hole failed: ") + strerror(-result));
+                continue;
+            }
+            result = co_await device->table->clear(first_stripe * blocks_per_chunk,
+                                                   (end_stripe - first_stripe) * blocks_per_chunk);
+            if (result < 0) {
+                fail_device(role, device, std::string("clearing checksums failed: ") + strerror(-result));
+            }
         }
     }
     co_return lost_data() ? -EIO : 0;

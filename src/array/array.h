@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -44,18 +45,46 @@ struct MemberErrorCounts {
     std::atomic<uint64_t> repaired{0};
 };
 
-// One member slot of the array, by role. A missing member has fd < 0.
-struct ArrayMember {
+// One open member device: a file or block device with its checksum table. Devices are never
+// freed while the array exists, so a request may keep using a device that was just swapped
+// out or failed; its descriptor stays open.
+struct MemberDevice {
     std::string path;
     int fd = -1;
     bool direct = false;
-    uint64_t data_offset = 0;  // Byte offset of the data area on the member.
+    uint64_t data_offset = 0;  // Byte offset of the data area on the device.
     uint64_t table_offset = 0;
     std::unique_ptr<ChecksumTable> table;
-    std::atomic<MemberState> state{MemberState::kMissing};
     MemberErrorCounts errors;
+    std::atomic<bool> failed{false};  // A write or flush failed: never used again.
+};
 
-    bool usable() const { return fd >= 0 && state.load() == MemberState::kActive; }
+// One role of the layout. `device` serves reads and writes while the role is active. A
+// rebuild writes an `incoming` device: every write to the role also goes there, and once
+// rebuilt_up_to passes a stripe the incoming device holds current data for it, so reads may
+// use it there when the role has no active device.
+struct ArrayMember {
+    std::atomic<MemberDevice*> device{nullptr};
+    std::atomic<MemberState> state{MemberState::kMissing};
+    std::atomic<MemberDevice*> incoming{nullptr};
+    std::atomic<uint64_t> rebuilt_up_to{0};  // Stripes of `incoming` that hold current data.
+
+    bool active() const {
+        return state.load(std::memory_order_acquire) == MemberState::kActive &&
+               device.load(std::memory_order_acquire) != nullptr;
+    }
+    // The device to read `stripe` from, or null when the role cannot serve it.
+    MemberDevice* reader(uint64_t stripe) const {
+        if (active()) return device.load(std::memory_order_acquire);
+        MemberDevice* target = incoming.load(std::memory_order_acquire);
+        if (target != nullptr && !target->failed.load(std::memory_order_acquire) &&
+            stripe < rebuilt_up_to.load(std::memory_order_acquire)) {
+            return target;
+        }
+        return nullptr;
+    }
+    // Kept for callers that only ask whether the role is active.
+    bool usable() const { return active(); }
 };
 
 struct ArrayMemberSpec {
@@ -65,6 +94,13 @@ struct ArrayMemberSpec {
     uint64_t data_offset = 0;
     uint64_t table_offset = 0;
     MemberState state = MemberState::kMissing;
+    // A device being rebuilt for this role (resumed after a restart), or fd -1.
+    int incoming_fd = -1;
+    std::string incoming_path;
+    bool incoming_direct = false;
+    uint64_t incoming_data_offset = 0;
+    uint64_t incoming_table_offset = 0;
+    uint64_t incoming_rebuilt_up_to = 0;
 };
 
 struct ArrayOptions {
@@ -75,6 +111,8 @@ struct ArrayOptions {
     // the superblocks. Must not block for long.
     std::function<void(uint32_t role, MemberState state, const std::string& reason)>
         on_member_state_change;
+    // Called when a write or flush to an incoming (rebuild target) device fails.
+    std::function<void(uint32_t role, const std::string& reason)> on_incoming_failed;
 };
 
 class Array : public BlockDevice {
@@ -108,6 +146,17 @@ public:
 
     // Marks a member faulty (idempotent) and reports it through on_member_state_change.
     void fail_member(uint32_t role, const std::string& reason);
+    // Marks a device failed: the active device of its role fails the role; an incoming one
+    // stops its rebuild.
+    void fail_device(uint32_t role, MemberDevice* device, const std::string& reason);
+
+    // Adds an open device to the array; it stays allocated until the array is destroyed.
+    MemberDevice* adopt_device(const std::string& path, int fd, bool direct,
+                               uint64_t data_offset, uint64_t table_offset);
+    // Waits until no request holds any stripe, runs `change`, then lets requests go on.
+    // For swapping devices of a role.
+    Task<void> quiesce(std::function<void()> change);
+    StripeLocks& stripe_locks() { return stripe_locks_; }
 
 private:
     struct GroupRequest;
@@ -130,6 +179,8 @@ private:
     ArrayOptions options_;
     std::unique_ptr<Codec> codec_;
     std::vector<std::unique_ptr<ArrayMember>> members_;
+    std::mutex devices_mutex_;
+    std::vector<std::unique_ptr<MemberDevice>> devices_;  // Every device ever used.
     std::unique_ptr<TableCache> table_cache_;
     StripeLocks stripe_locks_;
     std::atomic<uint64_t> read_balance_{0};

@@ -35,58 +35,94 @@ GroupIo::GroupIo(Array& owner, uint64_t stripe_index, uint32_t group_index, uint
     assert(row < end);
     for (uint32_t position = 0; position < width; ++position) {
         members[position] = geometry.member_of(stripe, group, position);
+        ArrayMember& member = array.member(members[position]);
+        readers[position] = member.reader(stripe);
+        uint32_t writer_count = 0;
+        if (member.active()) {
+            MemberDevice* device = member.device.load(std::memory_order_acquire);
+            if (!device->failed.load(std::memory_order_acquire)) writers[position][writer_count++] = device;
+        }
+        MemberDevice* incoming = member.incoming.load(std::memory_order_acquire);
+        if (incoming != nullptr && !incoming->failed.load(std::memory_order_acquire)) {
+            writers[position][writer_count++] = incoming;
+        }
     }
+}
+
+uint32_t GroupIo::unwritable_positions() const {
+    uint32_t count = 0;
+    for (uint32_t position = 0; position < width; ++position) {
+        bool any = false;
+        for (MemberDevice* device : writers[position]) {
+            any = any || (device != nullptr && !device->failed.load(std::memory_order_acquire));
+        }
+        count += any ? 0 : 1;
+    }
+    return count;
+}
+
+bool GroupIo::is_pinned(const MemberDevice* device) const {
+    for (uint32_t i = 0; i < pinned_count; ++i) {
+        if (pinned_devices[i] == device) return true;
+    }
+    return false;
+}
+
+Task<bool> GroupIo::pin(MemberDevice* device, uint32_t position) {
+    if (device == nullptr) co_return false;
+    if (is_pinned(device)) co_return true;
+    int result = co_await device->table->acquire(first_block, row_count);
+    if (result < 0) {
+        device->errors.read.fetch_add(1, std::memory_order_relaxed);
+        array.fail_device(members[position], device,
+                          std::string("checksum table read failed: ") + strerror(-result));
+        co_return false;
+    }
+    pinned_devices[pinned_count++] = device;
+    co_return true;
 }
 
 Task<void> GroupIo::pin_tables() {
     for (uint32_t position = 0; position < width; ++position) {
-        ArrayMember& member = member_at(position);
-        if (!member.usable()) continue;
-        int result = co_await member.table->acquire(first_block, row_count);
-        if (result < 0) {
-            member.errors.read.fetch_add(1, std::memory_order_relaxed);
-            array.fail_member(members[position],
-                              std::string("checksum table read failed: ") + strerror(-result));
-            continue;
+        if (readers[position] != nullptr && !co_await pin(readers[position], position)) {
+            readers[position] = nullptr;
         }
-        pinned[position] = true;
+        for (MemberDevice*& device : writers[position]) {
+            if (device != nullptr && !co_await pin(device, position)) device = nullptr;
+        }
     }
 }
 
 void GroupIo::unpin_tables() {
-    for (uint32_t position = 0; position < width; ++position) {
-        if (!pinned[position]) continue;
-        member_at(position).table->release(first_block, row_count);
-        pinned[position] = false;
+    for (uint32_t i = 0; i < pinned_count; ++i) {
+        pinned_devices[i]->table->release(first_block, row_count);
     }
+    pinned_count = 0;
 }
 
 void GroupIo::verify(uint32_t position, uint32_t row, uint32_t end) {
-    ArrayMember& member = member_at(position);
+    MemberDevice* device = readers[position];
     for (uint32_t r = row; r < end; ++r) {
         uint64_t block_index = first_block + (r - first_row);
-        if (pinned[position] &&
-            block_verify(block(position, r), block_index, member.table->get(block_index))) {
+        if (block_verify(block(position, r), block_index, device->table->get(block_index))) {
             state(position, r) = BlockState::kGood;
             continue;
         }
         state(position, r) = BlockState::kBad;
-        if (pinned[position]) {
-            member.errors.checksum.fetch_add(1, std::memory_order_relaxed);
-            spdlog::warn("{}: member {} ({}): checksum mismatch at block {}", array.name(),
-                         members[position], member.path, block_index);
-        }
+        device->errors.checksum.fetch_add(1, std::memory_order_relaxed);
+        spdlog::warn("{}: member {} ({}): checksum mismatch at block {}", array.name(),
+                     members[position], device->path, block_index);
     }
 }
 
 Task<int> GroupIo::read_blocks_isolating_errors(uint32_t position, uint32_t row, uint32_t end) {
     // A multi-block read failed: read block by block so one bad sector costs one block.
-    ArrayMember& member = member_at(position);
+    MemberDevice* device = readers[position];
     std::vector<IoOp> ops(end - row);
     IoBatch batch(*Ring::current());
-    uint64_t chunk_start = member.data_offset + stripe * geometry.chunk_bytes();
+    uint64_t chunk_start = device->data_offset + stripe * geometry.chunk_bytes();
     for (uint32_t r = row; r < end; ++r) {
-        prepare_rw(&ops[r - row], IoKind::kRead, member.fd, block(position, r), kBlockBytes,
+        prepare_rw(&ops[r - row], IoKind::kRead, device->fd, block(position, r), kBlockBytes,
                    chunk_start + uint64_t(r) * kBlockBytes);
         batch.add(&ops[r - row]);
     }
@@ -95,9 +131,9 @@ Task<int> GroupIo::read_blocks_isolating_errors(uint32_t position, uint32_t row,
     for (uint32_t r = row; r < end; ++r) {
         if (ops[r - row].result < 0) {
             state(position, r) = BlockState::kBad;
-            member.errors.read.fetch_add(1, std::memory_order_relaxed);
+            device->errors.read.fetch_add(1, std::memory_order_relaxed);
             spdlog::warn("{}: member {} ({}): read error at block {}: {}", array.name(),
-                         members[position], member.path, first_block + (r - first_row),
+                         members[position], device->path, first_block + (r - first_row),
                          strerror(-ops[r - row].result));
             ++failures;
         } else {
@@ -155,10 +191,10 @@ Task<void> GroupIo::load_ranges(const RowRange* ranges, uint32_t range_count) {
                    state(range.position, run_end) == BlockState::kNotLoaded) {
                 ++run_end;
             }
-            ArrayMember& member = member_at(range.position);
-            uint64_t offset = member.data_offset + stripe * geometry.chunk_bytes() +
+            MemberDevice* device = readers[range.position];
+            uint64_t offset = device->data_offset + stripe * geometry.chunk_bytes() +
                               uint64_t(scan_row) * kBlockBytes;
-            prepare_rw(&ops[op_count], IoKind::kRead, member.fd, block(range.position, scan_row),
+            prepare_rw(&ops[op_count], IoKind::kRead, device->fd, block(range.position, scan_row),
                        (run_end - scan_row) * kBlockBytes, offset);
             pending[op_count] = Pending{range.position, scan_row, run_end};
             ++op_count;
@@ -258,44 +294,67 @@ Task<uint32_t> GroupIo::repair_rows(uint32_t row, uint32_t end, const bool* need
 
 Task<int> GroupIo::store(uint32_t position, uint32_t row, uint32_t end) {
     RowRange range{position, row, end};
-    co_return co_await store_ranges(&range, 1);
+    co_return co_await write_ranges(&range, 1, false);
 }
 
 Task<int> GroupIo::store_ranges(const RowRange* ranges, uint32_t count) {
+    co_return co_await write_ranges(ranges, count, false);
+}
+
+Task<int> GroupIo::store_incoming(uint32_t position, uint32_t row, uint32_t end) {
+    RowRange range{position, row, end};
+    co_return co_await write_ranges(&range, 1, true);
+}
+
+Task<int> GroupIo::write_ranges(const RowRange* ranges, uint32_t count, bool incoming_only) {
+    struct Submitted {
+        const RowRange* range;
+        MemberDevice* device;
+    };
     int failed = 0;
     uint32_t index = 0;
+    uint32_t writer = 0;
     while (index < count) {
         IoOp ops[kOpsPerBatch];
-        const RowRange* submitted[kOpsPerBatch];
+        Submitted submitted[kOpsPerBatch];
         uint32_t op_count = 0;
         IoBatch batch(*Ring::current());
-        for (; index < count && op_count < kOpsPerBatch; ++index) {
+        while (index < count && op_count < kOpsPerBatch) {
             const RowRange& range = ranges[index];
-            if (range.row >= range.end || !usable(range.position)) continue;
-            ArrayMember& member = member_at(range.position);
-            uint64_t offset = member.data_offset + stripe * geometry.chunk_bytes() +
-                              uint64_t(range.row) * kBlockBytes;
-            prepare_rw(&ops[op_count], IoKind::kWrite, member.fd, block(range.position, range.row),
-                       (range.end - range.row) * kBlockBytes, offset);
-            submitted[op_count] = &range;
-            batch.add(&ops[op_count]);
-            ++op_count;
+            MemberDevice* device = writer < 2 ? writers[range.position][writer] : nullptr;
+            bool skip = device == nullptr || range.row >= range.end ||
+                        (incoming_only &&
+                         device != member_at(range.position).incoming.load(std::memory_order_acquire));
+            if (!skip) {
+                uint64_t offset = device->data_offset + stripe * geometry.chunk_bytes() +
+                                  uint64_t(range.row) * kBlockBytes;
+                prepare_rw(&ops[op_count], IoKind::kWrite, device->fd,
+                           block(range.position, range.row), (range.end - range.row) * kBlockBytes,
+                           offset);
+                submitted[op_count] = Submitted{&range, device};
+                batch.add(&ops[op_count]);
+                ++op_count;
+            }
+            if (++writer >= 2) {
+                writer = 0;
+                ++index;
+            }
         }
         co_await batch.wait();
         for (uint32_t i = 0; i < op_count; ++i) {
-            const RowRange& range = *submitted[i];
-            ArrayMember& member = member_at(range.position);
+            const RowRange& range = *submitted[i].range;
+            MemberDevice* device = submitted[i].device;
             if (ops[i].result < 0) {
                 ++failed;
-                member.errors.write.fetch_add(1, std::memory_order_relaxed);
-                array.fail_member(members[range.position],
+                device->errors.write.fetch_add(1, std::memory_order_relaxed);
+                array.fail_device(members[range.position], device,
                                   std::string("write failed: ") + strerror(-ops[i].result));
                 continue;
             }
-            if (!pinned[range.position]) continue;
+            if (!is_pinned(device)) continue;
             for (uint32_t r = range.row; r < range.end; ++r) {
                 uint64_t block_index = first_block + (r - first_row);
-                member.table->set(block_index, block_checksum(block(range.position, r), block_index));
+                device->table->set(block_index, block_checksum(block(range.position, r), block_index));
             }
         }
     }
@@ -321,10 +380,9 @@ Task<void> GroupIo::write_back_repairs() {
             }
             repaired_blocks += run_end - r;
             spdlog::warn("{}: member {} ({}): rewrote {} repaired block(s) at block {}",
-                         array.name(), members[position], member_at(position).path, run_end - r,
+                         array.name(), members[position], readers[position]->path, run_end - r,
                          first_block + (r - first_row));
-            member_at(position).errors.repaired.fetch_add(run_end - r,
-                                                          std::memory_order_relaxed);
+            readers[position]->errors.repaired.fetch_add(run_end - r, std::memory_order_relaxed);
             ranges[count++] = RowRange{position, r, run_end};
             if (count == kOpsPerBatch) {
                 co_await store_ranges(ranges, count);

@@ -48,7 +48,13 @@ struct GroupIo {
     uint32_t row_count;
     uint64_t first_block;  // Member block index of first_row.
     uint32_t members[kGroupWidthMax];
-    bool pinned[kGroupWidthMax] = {};
+    // The device each position is read from (null: the position is an erasure), and the
+    // devices its writes go to: the active device and a rebuild's incoming device.
+    MemberDevice* readers[kGroupWidthMax] = {};
+    MemberDevice* writers[kGroupWidthMax][2] = {};
+    // Devices whose table pages are pinned, to unpin each once.
+    MemberDevice* pinned_devices[kGroupWidthMax * 2] = {};
+    uint32_t pinned_count = 0;
     Buffer scratch;
     std::vector<BlockState> states;
 
@@ -60,7 +66,10 @@ struct GroupIo {
         return states[uint64_t(position) * row_count + (row - first_row)];
     }
     ArrayMember& member_at(uint32_t position) { return array.member(members[position]); }
-    bool usable(uint32_t position) { return member_at(position).usable(); }
+    // True when the position can be read in this stripe.
+    bool usable(uint32_t position) const { return readers[position] != nullptr; }
+    // Positions whose writes reach no device.
+    uint32_t unwritable_positions() const;
 
     // Pins the checksum table pages of every usable position over the run. A member whose
     // table cannot be read is failed.
@@ -83,11 +92,16 @@ struct GroupIo {
     // unusable members. Returns the number of failed writes; each failure fails its member.
     Task<int> store(uint32_t position, uint32_t row, uint32_t end);
     Task<int> store_ranges(const RowRange* ranges, uint32_t count);
+    // Writes rows [row, end) of `position` to its incoming device only (a rebuild).
+    Task<int> store_incoming(uint32_t position, uint32_t row, uint32_t end);
 
     // Writes back every kRepaired block whose member is usable, as self-heal.
     Task<void> write_back_repairs();
 
 private:
+    bool is_pinned(const MemberDevice* device) const;
+    Task<bool> pin(MemberDevice* device, uint32_t position);
+    Task<int> write_ranges(const RowRange* ranges, uint32_t count, bool incoming_only);
     Task<int> read_blocks_isolating_errors(uint32_t position, uint32_t row, uint32_t end);
     void verify(uint32_t position, uint32_t row, uint32_t end);
 };

@@ -230,12 +230,12 @@ TEST_P(ArrayTest, CorruptBlockIsRepairedOnRead) {
     ASSERT_EQ(result, 0);
     EXPECT_EQ(back, data);
     // Member 1 holds a data position of stripe 1 at every level (and is the mirror read there).
-    EXPECT_EQ(array_->member(1).errors.checksum.load(), 1u);
-    EXPECT_EQ(array_->member(1).errors.repaired.load(), 1u);
+    EXPECT_EQ(array_->member(1).device.load()->errors.checksum.load(), 1u);
+    EXPECT_EQ(array_->member(1).device.load()->errors.repaired.load(), 1u);
     // The repaired block was written back: a second read finds nothing new to repair.
     ASSERT_EQ(read(0, uint32_t(data.size()), &back), 0);
     EXPECT_EQ(back, data);
-    EXPECT_EQ(array_->member(1).errors.checksum.load(), 1u);
+    EXPECT_EQ(array_->member(1).device.load()->errors.checksum.load(), 1u);
 }
 
 TEST_P(ArrayTest, FailurePastToleranceReadsEio) {
