@@ -59,6 +59,7 @@ Result<Shape> derive_rs_shape(const GeometryConfig& config) {
 
 // Derives groups, k and m from the level and member count for every level but rs.
 Result<Shape> derive_fixed_shape(const GeometryConfig& config) {
+    assert(config.level != Level::kRs);
     uint32_t n = config.member_count;
     Shape shape;
     switch (config.level) {
@@ -86,7 +87,6 @@ Result<Shape> derive_fixed_shape(const GeometryConfig& config) {
             shape = Shape{1, n - 2, 2};
             break;
         case Level::kRs:
-            assert(false && "rs takes k and m from the configuration");
             break;
     }
 
