@@ -40,8 +40,9 @@ public:
 
     // Rebuilds the chunks at positions `erased` (up to m of them, distinct, each < k + m)
     // in place from the other positions of `chunks` (k + m pointers). Returns kUnavailable
-    // when more than m positions are erased, and kCorruption if the decode matrix is
-    // singular (never expected with the generators used here, but never ignored).
+    // when more than m positions are erased, kInvalidArgument for a position >= k + m or one
+    // listed twice, and kCorruption if the decode matrix is singular (never expected with the
+    // generators used here, but never ignored).
     virtual Status reconstruct(uint8_t* const* chunks, const uint32_t* erased,
                                uint32_t erased_count, size_t length) const = 0;
 

@@ -10,14 +10,14 @@ namespace ecraid {
 #if defined(__x86_64__)
 namespace {
 
-// Zero (no AVX) until this file's static initializer runs, so an earlier call only skips the
-// instruction, which is always safe.
+// False until this file's static initializer runs. A call before then skips vzeroupper, which
+// costs speed but never correctness.
 const bool cpu_has_avx = [] {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx") != 0;
 }();
 
-// Built for AVX so the intrinsic compiles; called only when the CPU has AVX.
+// Built for AVX so that the intrinsic compiles. Called only when the CPU has AVX.
 __attribute__((target("avx"))) void zero_upper_avx() { _mm256_zeroupper(); }
 
 }  // namespace

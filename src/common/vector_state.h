@@ -9,7 +9,7 @@
 
 namespace ecraid {
 
-// Executes vzeroupper when the CPU has AVX; a no-op on other CPUs and architectures.
+// Executes vzeroupper when the CPU has AVX, and does nothing on other CPUs and architectures.
 // Call it after every ISA-L or dispatched XXH3 call, before returning to SSE code.
 void clear_upper_vector_state();
 
