@@ -13,6 +13,10 @@ Result<uint64_t> parse_number_with_multiplier(std::string_view text, std::string
                                               uint64_t (*multiplier_of)(std::string_view)) {
     uint64_t number = 0;
     auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), number);
+    if (error == std::errc::result_out_of_range) {
+        return Status::error(Code::kInvalidArgument,
+                             fmt::format("invalid {} '{}': too large", what, text));
+    }
     if (error != std::errc() || end == text.data()) {
         return Status::error(Code::kInvalidArgument,
                              fmt::format("invalid {} '{}': expected a number", what, text));
