@@ -12,6 +12,8 @@
 //     rejected with NBD_REP_ERR_TOO_BIG (NBD_REP_ERR_UNSUP for unknown options);
 //   - names over 4096 bytes get NBD_REP_ERR_TOO_BIG, and inner lengths that disagree with
 //     the option length get NBD_REP_ERR_INVALID.
+// NOTE: there is no handshake timeout. A client that connects and sends nothing keeps its
+// connection and receive buffer until it disconnects or the server stops.
 #pragma once
 
 #include <atomic>

@@ -309,11 +309,11 @@ Task<void> Server::serve_connection(int fd, uint64_t id, std::string peer) {
             co_await transmission.run();
         }
     }
-    close_connection(fd, id);
+    close_connection(fd, id, peer);
 }
 
-void Server::close_connection(int fd, uint64_t id) {
-    spdlog::info("nbd conn={}: closed", id);
+void Server::close_connection(int fd, uint64_t id, const std::string& peer) {
+    spdlog::info("nbd conn={}: closed, peer {}", id, peer);
     std::lock_guard lock(mutex_);
     open_fds_.erase(id);
     // The socket is closed under the lock, so stop() never shuts down a reused descriptor.

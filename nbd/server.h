@@ -87,7 +87,7 @@ private:
     Task<void> accept_connections();
     void hand_over(int fd);
     Task<void> serve_connection(int fd, uint64_t id, std::string peer);
-    void close_connection(int fd, uint64_t id);
+    void close_connection(int fd, uint64_t id, const std::string& peer);
     void shut_down_connections(int how);
 
     BlockDevice& device_;
