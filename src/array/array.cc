@@ -244,6 +244,7 @@ Task<int> Array::read(uint64_t offset, uint32_t length, uint8_t* buffer,
                       std::vector<ReadFailure>* failures) {
     if (length == 0) co_return 0;
     if (offset > size_bytes() || length > size_bytes() - offset) co_return -EINVAL;
+    client_requests_.fetch_add(1, std::memory_order_relaxed);
     co_return co_await read_range(offset, length, buffer, failures);
 }
 
@@ -351,6 +352,7 @@ Task<int> Array::write(uint64_t offset, uint32_t length, const uint8_t* data, bo
     if (options_.read_only) co_return -EPERM;
     if (length == 0) co_return 0;
     if (offset > size_bytes() || length > size_bytes() - offset) co_return -ENOSPC;
+    client_requests_.fetch_add(1, std::memory_order_relaxed);
     co_return co_await write_range(offset, length, data, fua);
 }
 

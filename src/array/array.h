@@ -157,6 +157,10 @@ public:
     // For swapping devices of a role.
     Task<void> quiesce(std::function<void()> change);
     StripeLocks& stripe_locks() { return stripe_locks_; }
+    // Client requests served so far; background work watches it to yield to clients.
+    uint64_t client_request_count() const {
+        return client_requests_.load(std::memory_order_relaxed);
+    }
 
 private:
     struct GroupRequest;
@@ -184,6 +188,7 @@ private:
     std::unique_ptr<TableCache> table_cache_;
     StripeLocks stripe_locks_;
     std::atomic<uint64_t> read_balance_{0};
+    std::atomic<uint64_t> client_requests_{0};
 };
 
 }  // namespace ecraid

@@ -115,12 +115,38 @@ Result<Assembly> assemble(const std::vector<std::string>& paths, const AssembleO
     for (auto& candidate : candidates) {
         const Superblock& own = candidate.superblock;
         if (own.role >= ref.member_count) {
-            spdlog::info("assemble: {}: a spare of the array; not used yet", candidate.path);
+            // A spare, or a copy of a healthy member that was being made.
+            const MemberEntry* entry = nullptr;
+            for (size_t i = ref.member_count; i < ref.members.size(); ++i) {
+                if (ref.members[i].uuid == own.member_uuid) entry = &ref.members[i];
+            }
+            if (entry == nullptr || own.event_counter < ref.event_counter) {
+                spdlog::warn("assemble: {}: no longer part of the array; ignored", candidate.path);
+                continue;
+            }
+            if (entry->state == MemberState::kRebuilding && ref.rebuild_role < ref.member_count) {
+                AssembledRole& target = assembly.roles[ref.rebuild_role];
+                target.incoming = AssembledDevice{std::move(candidate.file), candidate.path, own};
+                target.incoming_rebuilt_up_to = entry->rebuilt_up_to_stripe;
+                continue;
+            }
+            if (entry->state == MemberState::kSpare) {
+                assembly.spares.push_back(
+                    AssembledDevice{std::move(candidate.file), candidate.path, own});
+            }
             continue;
         }
         AssembledRole& slot = assembly.roles[own.role];
         const MemberEntry& entry = ref.members[own.role];
         std::string reason;
+        if (own.member_uuid == entry.uuid && entry.state == MemberState::kRebuilding &&
+            own.event_counter == ref.event_counter) {
+            // The new member of a role that is being rebuilt: resume the rebuild.
+            slot.incoming = AssembledDevice{std::move(candidate.file), candidate.path, own};
+            slot.incoming_rebuilt_up_to = entry.rebuilt_up_to_stripe;
+            slot.missing_reason = "being rebuilt onto " + candidate.path;
+            continue;
+        }
         if (own.member_uuid != entry.uuid) {
             reason = fmt::format("{}: member {} was replaced by member {}", candidate.path,
                                  own.member_uuid.to_string(), entry.uuid.to_string());
@@ -157,6 +183,14 @@ Result<std::unique_ptr<Array>> open_array(Assembly& assembly, ArrayOptions optio
         AssembledRole& slot = assembly.roles[role];
         ArrayMemberSpec& spec = specs[role];
         spec.path = slot.path;
+        if (slot.incoming.file.has_value()) {
+            spec.incoming_fd = slot.incoming.file->fd();
+            spec.incoming_path = slot.incoming.path;
+            spec.incoming_direct = slot.incoming.file->is_direct();
+            spec.incoming_data_offset = slot.incoming.superblock.layout.data_offset;
+            spec.incoming_table_offset = slot.incoming.superblock.layout.checksum_table_offset;
+            spec.incoming_rebuilt_up_to = slot.incoming_rebuilt_up_to;
+        }
         if (!slot.file.has_value()) continue;
         spec.fd = slot.file->fd();
         spec.direct = slot.file->is_direct();
@@ -175,27 +209,67 @@ std::string_view array_state_name(const Array& array) {
     return "optimal";
 }
 
+// Writes the reference, adapted to one device, to that device.
+static Status write_device(const Superblock& reference, AssembledDevice& device, uint32_t role) {
+    Superblock copy = reference;
+    copy.member_uuid = device.superblock.member_uuid;
+    copy.role = role;
+    copy.layout = device.superblock.layout;
+    copy.sequence = device.superblock.sequence;
+    Status status = write_superblock(*device.file, &copy);
+    if (status.ok()) device.superblock = copy;
+    return status.with_context(device.path);
+}
+
 Status MetadataWriter::write_all_locked() {
     Status first_error;
+    const Superblock& reference = assembly_->reference;
+    auto note = [&](const Status& status) {
+        if (status.ok()) return;
+        spdlog::error("metadata: superblock write failed: {}", status.to_string());
+        if (first_error.ok()) first_error = status;
+    };
     for (uint32_t role = 0; role < assembly_->roles.size(); ++role) {
         AssembledRole& slot = assembly_->roles[role];
-        if (!slot.file.has_value()) continue;
-        if (assembly_->reference.members[role].state != MemberState::kActive) continue;
-        Superblock copy = assembly_->reference;
-        copy.member_uuid = slot.superblock.member_uuid;
-        copy.role = role;
-        copy.layout = slot.superblock.layout;
-        copy.sequence = slot.superblock.sequence;
-        Status status = write_superblock(*slot.file, &copy);
-        if (!status.ok()) {
-            spdlog::error("metadata: member {} ({}): superblock write failed: {}", role,
-                          slot.path, status.to_string());
-            if (first_error.ok()) first_error = status;
-            continue;
+        MemberState state = reference.members[role].state;
+        if (slot.file.has_value() &&
+            (state == MemberState::kActive ||
+             (state == MemberState::kRebuilding &&
+              reference.members[role].uuid == slot.superblock.member_uuid))) {
+            AssembledDevice device{std::move(slot.file), slot.path, slot.superblock};
+            note(write_device(reference, device, role));
+            slot.file = std::move(device.file);
+            slot.superblock = device.superblock;
         }
-        slot.superblock = copy;
+        if (slot.incoming.file.has_value()) {
+            bool has_role = reference.members[role].uuid == slot.incoming.superblock.member_uuid;
+            note(write_device(reference, slot.incoming, has_role ? role : kRoleSpare));
+        }
+    }
+    for (AssembledDevice& spare : assembly_->spares) {
+        if (spare.file.has_value()) note(write_device(reference, spare, kRoleSpare));
     }
     return first_error;
+}
+
+Status MetadataWriter::update(const std::function<void(Superblock&)>& change, bool bump_event) {
+    std::lock_guard lock(mutex_);
+    change(assembly_->reference);
+    if (bump_event) ++assembly_->reference.event_counter;
+    return write_all_locked();
+}
+
+Status MetadataWriter::update_assembly(const std::function<void(Assembly&)>& change,
+                                       bool bump_event) {
+    std::lock_guard lock(mutex_);
+    change(*assembly_);
+    if (bump_event) ++assembly_->reference.event_counter;
+    return write_all_locked();
+}
+
+Superblock MetadataWriter::reference() {
+    std::lock_guard lock(mutex_);
+    return assembly_->reference;
 }
 
 void MetadataWriter::set_member_state(uint32_t role, MemberState state) {

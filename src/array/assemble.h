@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -27,17 +28,28 @@
 
 namespace ecraid {
 
+// A device with its own superblock: a member, a rebuild target or a spare.
+struct AssembledDevice {
+    std::optional<MemberFile> file;
+    std::string path;
+    Superblock superblock;  // The device's own superblock.
+};
+
 struct AssembledRole {
     std::optional<MemberFile> file;  // Empty when the role is missing or stale.
     std::string path;                // The path that claimed the role, if any.
     std::string missing_reason;      // Why the role is not usable, for messages.
     Superblock superblock;           // The member's own superblock, when present.
+    // A rebuild target for this role found at assembly (the rebuild resumes).
+    AssembledDevice incoming;
+    uint64_t incoming_rebuilt_up_to = 0;
 };
 
 struct Assembly {
     Superblock reference;
     Geometry geometry;
     std::vector<AssembledRole> roles;  // By role.
+    std::vector<AssembledDevice> spares;
     std::vector<std::string> ignored;  // Paths that are not part of this array, with reasons.
     bool was_unclean = false;          // The reference says the array was not stopped cleanly.
 
@@ -72,6 +84,13 @@ public:
     Status set_shutdown_state(ShutdownState state);
     // Records roles found missing or stale at assembly, bumping the event counter once.
     Status record_missing_roles();
+    // Runs `change` on the reference superblock under the writer's lock, bumps the event
+    // counter when `bump_event` is set, and writes every device.
+    Status update(const std::function<void(Superblock&)>& change, bool bump_event);
+    // The same, with the assembly itself (to move devices between roles and spares).
+    Status update_assembly(const std::function<void(Assembly&)>& change, bool bump_event);
+    // A copy of the reference superblock.
+    Superblock reference();
 
 private:
     Status write_all_locked();

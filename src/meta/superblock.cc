@@ -134,8 +134,12 @@ Status validate_member_entry(const Superblock& superblock, size_t index) {
     bool state_fits = false;
     switch (entry.state) {
         case MemberState::kActive:
-        case MemberState::kRebuilding:
             state_fits = has_role;
+            break;
+        case MemberState::kRebuilding:
+            // A role's own entry while it is rebuilt onto a new member, or an entry after the
+            // roles for a copy of a healthy member that stays active meanwhile.
+            state_fits = true;
             break;
         case MemberState::kSpare:
             state_fits = !has_role;
@@ -217,8 +221,15 @@ Status validate_checkpoints(const Superblock& superblock) {
             return corruption(fmt::format("rebuild role {} is not below the member count {}",
                                           superblock.rebuild_role, superblock.member_count));
         }
-        if (superblock.members[superblock.rebuild_role].state != MemberState::kRebuilding) {
-            return corruption(fmt::format("rebuild role {} is not in the rebuilding state",
+        auto copies = std::span(superblock.members).subspan(superblock.member_count);
+        bool copy_listed = std::any_of(copies.begin(), copies.end(), [](const MemberEntry& entry) {
+            return entry.state == MemberState::kRebuilding;
+        });
+        MemberState role_state = superblock.members[superblock.rebuild_role].state;
+        if (role_state != MemberState::kRebuilding &&
+            !(role_state == MemberState::kActive && copy_listed)) {
+            return corruption(fmt::format("rebuild role {} is not in the rebuilding state and no "
+                                          "copy of it is being made",
                                           superblock.rebuild_role));
         }
         if (superblock.rebuild_position_stripes > stripe_count) {
