@@ -1,0 +1,467 @@
+# SPDX-License-Identifier: Apache-2.0
+# Shared helpers for the integration tests. A test script sources this file, then calls
+#     init_test "$@"            # ECRAID_BINARY CONFIG: temp dir, EXIT trap, configuration
+#     create_array              # formats the members and sets capacity_bytes
+#     start_server [ARGS...]    # serves the array on a unix socket and sets export_uri
+#
+# Everything a test sets up (the server, FUSE mounts, loop devices, file system mounts) is
+# registered with `defer` and undone by the EXIT trap, last registered first, on success
+# and on failure alike. Servers are stopped by PID: SIGTERM, a wait, then SIGKILL.
+#
+# Exit codes follow CTest: 0 passed, 77 skipped (a tool or privilege is missing), anything
+# else failed. Environment:
+#     ECRAID_TEST_SEED=N   seed for shuffles and the Python edge-case test (default: random)
+#     ECRAID_TEST_KEEP=1   keep the temp dir (members, images, server logs) after the test
+
+set -euo pipefail
+
+readonly SKIP_EXIT_CODE=77
+# The interpreter that has the libnbd bindings; the first python3 on PATH may lack them.
+readonly PYTHON=/usr/bin/python3
+TEST_SOURCE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly TEST_SOURCE_DIR
+# Seconds a server gets to stop after SIGTERM before it is killed.
+readonly SERVER_STOP_TIMEOUT_SECONDS=30
+# Seconds a server gets to accept connections after it starts.
+readonly SERVER_START_TIMEOUT_SECONDS=30
+
+test_name=$(basename "$0" .sh)
+test_dir=
+cleanup_actions=()
+
+# Prints a progress line; CTest shows it with --output-on-failure or -V.
+note() {
+    echo "[$test_name] $*" >&2
+}
+
+# Reports a failure and exits 1. During the EXIT trap it only reports, so that the
+# remaining cleanup still runs.
+fail() {
+    echo "[$test_name] FAILED: $*" >&2
+    if [[ -n ${in_cleanup:-} ]]; then
+        return 1
+    fi
+    exit 1
+}
+
+skip() {
+    echo "[$test_name] SKIPPED: $*" >&2
+    exit "$SKIP_EXIT_CODE"
+}
+
+# Registers a command for the EXIT trap. Commands run in reverse order of registration.
+defer() {
+    cleanup_actions+=("$(printf '%q ' "$@")")
+}
+
+run_cleanup() {
+    local status=$?
+    set +e
+    in_cleanup=1
+    local index
+    for ((index = ${#cleanup_actions[@]} - 1; index >= 0; index--)); do
+        eval "${cleanup_actions[index]}"
+    done
+    exit "$status"
+}
+
+# Exits 77 unless every named command is on PATH.
+require_tools() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null 2>&1 || skip "$tool is not installed"
+    done
+}
+
+require_python_nbd() {
+    [[ -x $PYTHON ]] || skip "$PYTHON is not installed"
+    "$PYTHON" -c 'import nbd' 2>/dev/null ||
+        skip "$PYTHON cannot import nbd (install python3-libnbd)"
+}
+
+require_root() {
+    [[ $EUID -eq 0 ]] || skip "needs root (loop devices and mount), running as uid $EUID"
+}
+
+# Prints a value from a JSON file, for example `json_get info.json exports 0 export-size`.
+# Strings print bare, everything else as JSON (true, false, null, numbers).
+json_get() {
+    "$PYTHON" - "$@" <<'EOF'
+import json
+import sys
+
+value = json.load(open(sys.argv[1]))
+for key in sys.argv[2:]:
+    value = value[int(key)] if isinstance(value, list) else value[key]
+print(value if isinstance(value, str) else json.dumps(value))
+EOF
+}
+
+# Fails unless the file contains the fixed string, printing the file on failure.
+expect_contains() {
+    local file=$1 text=$2
+    if ! grep -qF -- "$text" "$file"; then
+        echo "----- $file -----" >&2
+        cat "$file" >&2
+        fail "expected '$text' in $file"
+    fi
+}
+
+# Sets the shape of one of the array configurations that every scenario runs on:
+#     level_args          create options for the level
+#     member_count        number of members
+#     member_size         size of each member file, so that the capacity is at least 256 MiB
+#     data_member_count   members' worth of data in the capacity (capacity / data per member)
+#     tolerated_roles     roles that can be lost together while the data stays readable
+#     fatal_roles         tolerated_roles plus one role more, so the array cannot assemble
+# raid10 pairs roles 2g and 2g + 1, so its tolerated set takes one role from each pair.
+load_config() {
+    case $1 in
+        raid0)
+            level_args=(--level raid0) member_count=4 member_size=72M data_member_count=4
+            tolerated_roles=() fatal_roles=(2)
+            ;;
+        raid1)
+            level_args=(--level raid1) member_count=3 member_size=264M data_member_count=1
+            tolerated_roles=(0 2) fatal_roles=(0 1 2)
+            ;;
+        raid10)
+            level_args=(--level raid10) member_count=4 member_size=136M data_member_count=2
+            tolerated_roles=(0 3) fatal_roles=(0 2 3)
+            ;;
+        raid5)
+            level_args=(--level raid5) member_count=4 member_size=96M data_member_count=3
+            tolerated_roles=(1) fatal_roles=(1 3)
+            ;;
+        raid6)
+            level_args=(--level raid6) member_count=6 member_size=72M data_member_count=4
+            tolerated_roles=(0 4) fatal_roles=(0 2 4)
+            ;;
+        rs_4_2)
+            level_args=(--level rs --data 4 --parity 2) member_count=6 member_size=72M
+            data_member_count=4 tolerated_roles=(2 5) fatal_roles=(1 2 5)
+            ;;
+        rs_8_3)
+            level_args=(--level rs --data 8 --parity 3) member_count=11 member_size=40M
+            data_member_count=8 tolerated_roles=(0 5 10) fatal_roles=(0 3 5 10)
+            ;;
+        *)
+            fail "unknown configuration '$1': expected raid0, raid1, raid10, raid5, raid6, rs_4_2 or rs_8_3"
+            ;;
+    esac
+
+    members=()
+    local role
+    for ((role = 0; role < member_count; role++)); do
+        members+=("$test_dir/m$role")
+    done
+}
+
+# Checks the arguments, makes the temp dir, installs the EXIT trap and loads the
+# configuration. Usage: init_test ECRAID_BINARY [CONFIG].
+init_test() {
+    [[ $# -ge 1 ]] || fail "usage: $0 ECRAID_BINARY [CONFIG]"
+    ecraid=$1
+    [[ -x $ecraid ]] || fail "ecraid binary $ecraid is missing or not executable"
+    test_config=${2:-}
+    if [[ -n $test_config ]]; then
+        test_name+=".$test_config"
+    fi
+
+    test_seed=${ECRAID_TEST_SEED:-$((RANDOM * 32768 + RANDOM))}
+    RANDOM=$test_seed
+    note "seed $test_seed (set ECRAID_TEST_SEED to repeat)"
+
+    trap run_cleanup EXIT
+    trap 'fail "interrupted by a signal"' INT TERM HUP
+    test_dir=$(mktemp -d "${TMPDIR:-/tmp}/ecraid-it.XXXXXX")
+    if [[ ${ECRAID_TEST_KEEP:-0} == 1 ]]; then
+        note "keeping $test_dir"
+    else
+        defer rm -rf "$test_dir"
+    fi
+
+    array_name=it-${test_config:-cli}
+    socket_path=$test_dir/nbd.sock
+    # Every server gets its own control socket, because the default path is shared by all
+    # servers on the host.
+    control_socket_path=$test_dir/control.sock
+    # sun_path has room for 108 bytes, including the terminating NUL.
+    ((${#control_socket_path} < 108)) ||
+        fail "socket path $control_socket_path is too long for a unix socket; set a shorter TMPDIR"
+    server_pid=
+    server_log=
+    defer stop_server_quietly
+    if [[ -n $test_config ]]; then
+        load_config "$test_config"
+    fi
+}
+
+# Formats the members as a new array and sets capacity_bytes from `ecraid inspect --json`,
+# after checking it against the capacity that create printed and against the layout.
+create_array() {
+    local output=$test_dir/create.out
+    if ! "$ecraid" create "${level_args[@]}" --size "$member_size" --name "$array_name" \
+        "${members[@]}" >"$output" 2>"$test_dir/create.err"; then
+        cat "$output" "$test_dir/create.err" >&2
+        fail "ecraid create ${level_args[*]} failed"
+    fi
+
+    "$ecraid" inspect --json "${members[0]}" >"$test_dir/inspect.json"
+    capacity_bytes=$(json_get "$test_dir/inspect.json" superblock capacity_bytes)
+    local printed_bytes
+    printed_bytes=$(awk '$1 == "capacity" { print $2 }' "$output")
+    [[ $printed_bytes == "$capacity_bytes" ]] ||
+        fail "create printed capacity '$printed_bytes' but inspect reports $capacity_bytes"
+
+    local member_data_bytes
+    member_data_bytes=$(json_get "$test_dir/inspect.json" superblock member_data_bytes_used)
+    ((capacity_bytes == member_data_bytes * data_member_count)) ||
+        fail "capacity $capacity_bytes is not $data_member_count x $member_data_bytes data bytes per member"
+    note "created ${level_args[*]} with $member_count members of $member_size: capacity $capacity_bytes bytes"
+}
+
+# Succeeds when the PID is a live process, not a zombie waiting to be reaped.
+process_running() {
+    local state
+    state=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ -n $state && $state != Z ]]
+}
+
+# Starts `ecraid serve` in the background on $socket_path and $control_socket_path with the
+# members in $serve_members (default: $members) and the given extra options, then waits
+# until the socket completes an NBD handshake. Sets server_pid, server_log and export_uri.
+start_server() {
+    local paths=("${members[@]}")
+    if [[ -n ${serve_members+set} ]]; then
+        paths=("${serve_members[@]}")
+    fi
+    [[ -z $server_pid ]] || fail "start_server: server $server_pid is still running"
+
+    server_start_count=$((${server_start_count:-0} + 1))
+    server_log=$test_dir/serve.$server_start_count.err
+    local stdout_path=$test_dir/serve.$server_start_count.out
+    rm -f "$socket_path"
+    "$ecraid" serve --socket "$socket_path" --control "$control_socket_path" "$@" "${paths[@]}" \
+        >"$stdout_path" 2>"$server_log" &
+    server_pid=$!
+    export_uri="nbd+unix:///$array_name?socket=$socket_path"
+
+    local deadline=$((SECONDS + SERVER_START_TIMEOUT_SECONDS))
+    until [[ -S $socket_path ]] && nbdinfo --size "$export_uri" >/dev/null 2>&1; do
+        if ! process_running "$server_pid"; then
+            local status=0
+            wait "$server_pid" || status=$?
+            server_pid=
+            cat "$server_log" >&2
+            fail "ecraid serve exited with status $status before accepting connections"
+        fi
+        if ((SECONDS >= deadline)); then
+            cat "$server_log" >&2
+            fail "ecraid serve did not accept connections on $socket_path within ${SERVER_START_TIMEOUT_SECONDS} s"
+        fi
+        sleep 0.05
+    done
+
+    local printed_uri
+    printed_uri=$(head -n 1 "$stdout_path")
+    [[ $printed_uri == "$export_uri" ]] ||
+        fail "ecraid serve printed URI '$printed_uri', expected '$export_uri'"
+    note "server $server_pid serving $export_uri"
+}
+
+# Sends SIGTERM to the PID, waits, then sends SIGKILL. Returns the process's exit status.
+terminate_process() {
+    local pid=$1 timeout_seconds=$2
+    kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + timeout_seconds))
+    while process_running "$pid" && ((SECONDS < deadline)); do
+        sleep 0.05
+    done
+    if process_running "$pid"; then
+        note "process $pid still running ${timeout_seconds} s after SIGTERM; sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    local status=0
+    wait "$pid" 2>/dev/null || status=$?
+    return "$status"
+}
+
+# Stops the server this test started and fails unless it exits with status 0.
+stop_server() {
+    [[ -n $server_pid ]] || fail "stop_server: no server is running"
+    local pid=$server_pid status=0
+    server_pid=
+    terminate_process "$pid" "$SERVER_STOP_TIMEOUT_SECONDS" || status=$?
+    if ((status != 0)); then
+        cat "$server_log" >&2
+        fail "ecraid serve (pid $pid) exited with status $status after SIGTERM, expected 0"
+    fi
+    note "server $pid stopped cleanly"
+}
+
+# Cleanup form of stop_server: stops the server if one is running and ignores its status.
+# It acts only on $server_pid, which contains a PID until that process is reaped, so it never
+# signals a PID that the system may have reused.
+stop_server_quietly() {
+    if [[ -n $server_pid ]]; then
+        terminate_process "$server_pid" "$SERVER_STOP_TIMEOUT_SECONDS" || true
+        server_pid=
+    fi
+}
+
+# Prints the log of the server started last, then fails with the message.
+fail_with_server_log() {
+    if [[ -n $server_log && -f $server_log ]]; then
+        echo "----- $server_log -----" >&2
+        tail -n 50 "$server_log" >&2
+    fi
+    fail "$@"
+}
+
+# Fails unless the server started last is still running, printing its log otherwise.
+expect_server_running() {
+    if ! process_running "$server_pid"; then
+        cat "$server_log" >&2
+        fail "ecraid serve (pid $server_pid) is no longer running"
+    fi
+}
+
+# Writes a file of random bytes. Usage: make_random_file PATH MIB.
+make_random_file() {
+    head -c "$(($2 * 1024 * 1024))" /dev/urandom >"$1"
+}
+
+# Sets `shuffled` to the arguments in a random order drawn from the seeded $RANDOM.
+shuffle() {
+    shuffled=("$@")
+    local index other swap
+    for ((index = ${#shuffled[@]} - 1; index > 0; index--)); do
+        other=$((RANDOM % (index + 1)))
+        swap=${shuffled[index]}
+        shuffled[index]=${shuffled[other]}
+        shuffled[other]=$swap
+    done
+}
+
+# Exits 77 unless this process can use FUSE and loop devices (root, /dev/fuse, a free
+# loop device).
+require_fuse_and_loop() {
+    require_root
+    require_tools nbdfuse fusermount3 losetup mount umount mountpoint
+    [[ -c /dev/fuse ]] || skip "/dev/fuse is missing, so FUSE is unavailable"
+    { : <>/dev/fuse; } 2>/dev/null || skip "cannot open /dev/fuse"
+    [[ -e /dev/loop-control ]] || skip "/dev/loop-control is missing, so loop devices are unavailable"
+    losetup -f >/dev/null 2>&1 || skip "no free loop device (losetup -f failed)"
+}
+
+# Exposes the export as the file $fuse_dir/nbd through nbdfuse, running in the background
+# until unmount_nbdfuse. Sets fuse_dir and nbdfuse_pid.
+mount_nbdfuse() {
+    fuse_dir=$test_dir/fuse
+    mkdir -p "$fuse_dir"
+    local pid_file=$test_dir/nbdfuse.pid
+    rm -f "$pid_file"
+    nbdfuse -P "$pid_file" "$fuse_dir" "$export_uri" 2>"$test_dir/nbdfuse.err" &
+    nbdfuse_pid=$!
+    if [[ -z ${nbdfuse_cleanup_registered:-} ]]; then
+        defer unmount_nbdfuse_quietly
+        nbdfuse_cleanup_registered=1
+    fi
+
+    # nbdfuse writes the PID file once the mount is ready to serve.
+    local deadline=$((SECONDS + 30))
+    until [[ -s $pid_file ]]; do
+        if ! process_running "$nbdfuse_pid"; then
+            cat "$test_dir/nbdfuse.err" >&2
+            nbdfuse_pid=
+            fail "nbdfuse exited before the mount was ready"
+        fi
+        ((SECONDS < deadline)) || fail "nbdfuse did not become ready within 30 s"
+        sleep 0.05
+    done
+    [[ -f $fuse_dir/nbd ]] || fail "nbdfuse did not create $fuse_dir/nbd"
+    note "nbdfuse $nbdfuse_pid exposes the export as $fuse_dir/nbd"
+}
+
+# Unmounts the nbdfuse mount (fusermount3 -u ends nbdfuse) and waits for nbdfuse to exit.
+unmount_nbdfuse() {
+    [[ -n ${nbdfuse_pid:-} ]] || return 0
+    local deadline=$((SECONDS + 30))
+    # The mount stays busy for a moment after its loop device is detached.
+    until fusermount3 -u "$fuse_dir" 2>/dev/null; do
+        if ! mountpoint -q "$fuse_dir"; then
+            break
+        fi
+        if ((SECONDS >= deadline)); then
+            fusermount3 -u "$fuse_dir" || true
+            fail "could not unmount the nbdfuse mount $fuse_dir within 30 s"
+        fi
+        sleep 0.2
+    done
+    local status=0
+    terminate_after "$nbdfuse_pid" 30 || status=$?
+    nbdfuse_pid=
+    ((status == 0)) || fail "nbdfuse exited with status $status"
+}
+
+unmount_nbdfuse_quietly() {
+    [[ -n ${nbdfuse_pid:-} ]] || return 0
+    fusermount3 -u -z "$fuse_dir" 2>/dev/null || true
+    terminate_after "$nbdfuse_pid" 30 || true
+    nbdfuse_pid=
+}
+
+# Waits up to the timeout for the PID to exit by itself, then stops it like
+# terminate_process. Returns the process's exit status.
+terminate_after() {
+    local pid=$1 timeout_seconds=$2
+    local deadline=$((SECONDS + timeout_seconds))
+    while process_running "$pid" && ((SECONDS < deadline)); do
+        sleep 0.05
+    done
+    terminate_process "$pid" "$timeout_seconds"
+}
+
+# Attaches a free loop device to the file. Sets loop_device. Usage: attach_loop FILE [-r].
+attach_loop() {
+    loop_device=$(losetup -f --show "$@") || fail "losetup could not attach $1"
+    if [[ -z ${loop_cleanup_registered:-} ]]; then
+        defer detach_loop
+        loop_cleanup_registered=1
+    fi
+    note "attached $loop_device to $1"
+}
+
+# Detaches the loop device this test attached, if any.
+detach_loop() {
+    [[ -n ${loop_device:-} ]] || return 0
+    losetup -d "$loop_device" || note "losetup -d $loop_device failed"
+    loop_device=
+}
+
+# Mounts a device on $test_dir/mnt. Sets mount_dir. Usage: mount_filesystem DEVICE [OPTIONS].
+mount_filesystem() {
+    mount_dir=$test_dir/mnt
+    mkdir -p "$mount_dir"
+    mount "$@" "$mount_dir" || fail "mount $* $mount_dir failed"
+    mounted=1
+    if [[ -z ${mount_cleanup_registered:-} ]]; then
+        defer unmount_filesystem_quietly
+        mount_cleanup_registered=1
+    fi
+}
+
+unmount_filesystem() {
+    [[ -n ${mounted:-} ]] || return 0
+    umount "$mount_dir" || fail "umount $mount_dir failed"
+    mounted=
+}
+
+# Cleanup form of unmount_filesystem: falls back to a lazy unmount so that the loop
+# device and the nbdfuse mount under it can still go.
+unmount_filesystem_quietly() {
+    [[ -n ${mounted:-} ]] || return 0
+    umount "$mount_dir" 2>/dev/null || umount -l "$mount_dir"
+    mounted=
+}
