@@ -16,6 +16,9 @@
 
 #include "array/array.h"
 #include "array/assemble.h"
+#include "array/served_array.h"
+#include "control/control_client.h"
+#include "control/control_server.h"
 #include "common/units.h"
 #include "io/worker_pool.h"
 #include "nbd/server.h"
@@ -34,6 +37,9 @@ struct ServeOptions {
     uint32_t workers = 0;
     std::string table_cache = "64M";
     bool buffered = false;
+    std::vector<std::string> spares;
+    double rebuild_rate_mb = 0;
+    bool rebuild_no_yield = false;
 };
 
 std::string runtime_directory() {
@@ -90,12 +96,22 @@ int serve(ServeOptions options) {
     for (const auto& reason : assembly->ignored) spdlog::warn("serve: ignored {}", reason);
 
     MetadataWriter metadata(assembly.get());
+    // The served array exists only once the array does; until then failures are recorded
+    // directly.
+    std::atomic<ServedArray*> served_pointer{nullptr};
     ArrayOptions array_options;
     array_options.read_only = options.read_only;
     array_options.table_cache_bytes = table_cache_bytes.value();
-    array_options.on_member_state_change = [&metadata](uint32_t role, MemberState state,
-                                                       const std::string&) {
-        metadata.set_member_state(role, state);
+    array_options.on_member_state_change = [&](uint32_t role, MemberState state,
+                                               const std::string& reason) {
+        if (ServedArray* served = served_pointer.load()) {
+            served->member_state_changed(role, state, reason);
+        } else {
+            metadata.set_member_state(role, state);
+        }
+    };
+    array_options.on_incoming_failed = [&](uint32_t role, const std::string& reason) {
+        if (ServedArray* served = served_pointer.load()) served->incoming_failed(role, reason);
     };
     auto opened = open_array(*assembly, array_options);
     if (!opened.ok()) {
@@ -133,6 +149,26 @@ int serve(ServeOptions options) {
         fmt::print(stderr, "ecraid serve: {}\n", pool.status().to_string());
         return kExitError;
     }
+    if (!options.read_only) {
+        // After an unclean stop, make the regions that were being written consistent again.
+        std::vector<uint8_t> bits;
+        if (assembly->was_unclean) bits = read_write_intent_bits(*assembly);
+        array->write_intent().load(bits);
+        std::vector<uint64_t> dirty = array->write_intent().dirty_regions();
+        if (!dirty.empty()) {
+            spdlog::warn("serve: array {} was not stopped cleanly; resyncing {} of {} regions",
+                         array->name(), dirty.size(), array->write_intent().region_count());
+            Array::ResyncReport report;
+            pool.value()->run_and_wait(0, [&]() -> Task<int> {
+                report = co_await array->resync(dirty);
+                co_return 0;
+            });
+            spdlog::info("serve: resync done: {} regions, {} stripes, {} block checksums "
+                         "rewritten, {} degraded stripes left as found",
+                         report.regions, report.stripes, report.checksums_rewritten,
+                         report.unverifiable_stripes);
+        }
+    }
     std::string export_name = options.export_name.empty() ? array->name() : options.export_name;
     if (options.socket_path.empty() && options.listen.empty()) {
         options.socket_path = fmt::format("{}/ecraid-{}.sock", runtime_directory(), array->name());
@@ -149,8 +185,39 @@ int serve(ServeOptions options) {
         return kExitError;
     }
     std::string uri = nbd_uri(*server.value(), options, export_name);
+
+    ServedArrayOptions served_options;
+    served_options.rebuild_rate_bytes_per_second = uint64_t(options.rebuild_rate_mb * 1e6);
+    served_options.rebuild_yields_to_clients = !options.rebuild_no_yield;
+    served_options.try_direct = !options.buffered;
+    served_options.listen_uri = uri;
+    ServedArray served(*assembly, metadata, *array, *pool.value(), served_options);
+    served_pointer.store(&served);
+    std::unique_ptr<ControlServer> control;
+    if (!options.read_only) {
+        ControlServerOptions control_options;
+        control_options.socket_path =
+            options.control_path.empty() ? default_control_path() : options.control_path;
+        auto started = ControlServer::start(served, control_options);
+        if (!started.ok()) {
+            fmt::print(stderr, "ecraid serve: control socket: {}\n", started.status().to_string());
+            server.value()->stop();
+            pool.value()->stop();
+            return kExitError;
+        }
+        control = std::move(started).value();
+        spdlog::info("serve: control socket at {}", control->socket_path());
+    }
+    served.start();
+    for (const std::string& spare : options.spares) {
+        bool known = false;
+        for (const auto& device : assembly->spares) known = known || device.path == spare;
+        if (known) continue;
+        Status status = served.add_spare(spare);
+        if (!status.ok()) spdlog::error("serve: --spare {}: {}", spare, status.to_string());
+    }
     spdlog::info("serve: array {} ({}) is {}, serving at {}", array->name(), geometry.describe(),
-                 array_state_name(*array), uri);
+                 served.status().state, uri);
     fmt::print("{}\n", uri);
     std::fflush(stdout);
 
@@ -158,7 +225,9 @@ int serve(ServeOptions options) {
     sigwait(&stop_signals, &signal_number);
     spdlog::info("serve: received {}, stopping", strsignal(signal_number));
 
+    if (control) control->stop();
     server.value()->stop();
+    served.stop();
     int flushed = pool.value()->run_and_wait(0, [&]() { return array->flush(); });
     pool.value()->stop();
     if (flushed < 0) {
@@ -202,6 +271,14 @@ void add_serve_command(CLI::App& app) {
                         "Memory for cached checksum table pages (K, M, G suffixes; default 64M)");
     command->add_flag("--buffered", options->buffered,
                       "Open members without O_DIRECT (through the page cache)");
+    command->add_option("--spare", options->spares,
+                        "A spare device, used for a rebuild when a member fails (repeatable)");
+    command->add_option("--rebuild-rate", options->rebuild_rate_mb,
+                        "Rebuild speed limit in MB/s (10^6 bytes) written to the new member; "
+                        "0 means no limit")
+        ->check(CLI::NonNegativeNumber);
+    command->add_flag("--rebuild-no-yield", options->rebuild_no_yield,
+                      "Do not pause the rebuild while clients issue requests");
     command->add_option("members", options->members, "Member files or block devices, any order")
         ->required();
     command->callback([options] {

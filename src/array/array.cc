@@ -124,11 +124,15 @@ Result<std::unique_ptr<Array>> Array::open(const Geometry& geometry,
         array->codec_ = std::move(codec).value();
     }
     array->table_cache_ = std::make_unique<TableCache>(array->options_.table_cache_bytes);
+    array->write_intent_ = std::make_unique<WriteIntent>(
+        geometry.stripe_count(), geometry.chunk_bytes(), array->options_.region_bytes,
+        array->options_.bitmap_bytes);
     for (auto& spec : members) {
         auto member = std::make_unique<ArrayMember>();
         if (spec.fd >= 0) {
             member->device.store(array->adopt_device(spec.path, spec.fd, spec.direct,
-                                                     spec.data_offset, spec.table_offset));
+                                                     spec.data_offset, spec.table_offset,
+                                                     spec.bitmap_offset));
             member->state.store(spec.state);
         } else {
             member->state.store(spec.state == MemberState::kActive ? MemberState::kMissing
@@ -137,7 +141,8 @@ Result<std::unique_ptr<Array>> Array::open(const Geometry& geometry,
         if (spec.incoming_fd >= 0) {
             member->incoming.store(array->adopt_device(
                 spec.incoming_path, spec.incoming_fd, spec.incoming_direct,
-                spec.incoming_data_offset, spec.incoming_table_offset));
+                spec.incoming_data_offset, spec.incoming_table_offset,
+                spec.incoming_bitmap_offset));
             member->rebuilt_up_to.store(spec.incoming_rebuilt_up_to);
         }
         array->members_.push_back(std::move(member));
@@ -146,8 +151,10 @@ Result<std::unique_ptr<Array>> Array::open(const Geometry& geometry,
 }
 
 MemberDevice* Array::adopt_device(const std::string& path, int fd, bool direct,
-                                  uint64_t data_offset, uint64_t table_offset) {
+                                  uint64_t data_offset, uint64_t table_offset,
+                                  uint64_t bitmap_offset) {
     auto device = std::make_unique<MemberDevice>();
+    device->bitmap_offset = bitmap_offset;
     device->path = path;
     device->fd = fd;
     device->direct = direct;
@@ -364,6 +371,8 @@ Task<int> Array::write_range(uint64_t offset, uint64_t length, const uint8_t* da
     build_group_requests(offset, length, data, nullptr, &requests);
     {
         StripeLocks::Guard guard = co_await stripe_locks_.lock(first_stripe, end_stripe, true);
+        int marked = co_await write_intent_->begin_write(*this, first_stripe, end_stripe);
+        if (marked < 0) co_return marked;
         std::vector<int> results(requests.size(), 0);
         WaitGroup group;
         group.add(uint32_t(requests.size()));
@@ -371,6 +380,7 @@ Task<int> Array::write_range(uint64_t offset, uint64_t length, const uint8_t* da
             spawn(write_group(&requests[i], &results[i], &group));
         }
         co_await group.wait();
+        write_intent_->end_write(first_stripe, end_stripe);
         for (int result : results) {
             if (result < 0) co_return result;
         }
@@ -598,13 +608,24 @@ Task<int> Array::sync_members(const std::vector<uint32_t>& roles) {
 }
 
 Task<int> Array::flush() {
+    std::vector<uint64_t> before = write_intent_->snapshot();
     std::vector<uint32_t> roles(members_.size());
     for (uint32_t role = 0; role < roles.size(); ++role) roles[role] = role;
-    co_return co_await sync_members(roles);
+    int result = co_await sync_members(roles);
+    if (result == 0 && !options_.read_only) co_await write_intent_->clear_idle(*this, before);
+    co_return result;
 }
 
 Task<int> Array::punch_stripes(uint64_t first_stripe, uint64_t end_stripe) {
     StripeLocks::Guard guard = co_await stripe_locks_.lock(first_stripe, end_stripe, true);
+    int marked = co_await write_intent_->begin_write(*this, first_stripe, end_stripe);
+    if (marked < 0) co_return marked;
+    int result = co_await punch_locked(first_stripe, end_stripe);
+    write_intent_->end_write(first_stripe, end_stripe);
+    co_return result;
+}
+
+Task<int> Array::punch_locked(uint64_t first_stripe, uint64_t end_stripe) {
     uint64_t chunk = geometry_.chunk_bytes();
     uint64_t blocks_per_chunk = chunk / kBlockBytes;
     for (uint32_t role = 0; role < members_.size(); ++role) {
@@ -669,6 +690,88 @@ Task<int> Array::trim(uint64_t offset, uint64_t length, bool fua) {
     if (offset > size_bytes() || length > size_bytes() - offset) co_return -EINVAL;
     // Trimmed ranges read back as zeros, which keeps parity and checksums trivially valid.
     co_return co_await write_zeroes(offset, length, true, fua);
+}
+
+}  // namespace ecraid
+
+namespace ecraid {
+
+// ---- Resync after an unclean stop ----
+
+Task<Array::ResyncReport> Array::resync(std::vector<uint64_t> regions) {
+    ResyncReport report;
+    report.regions = regions.size();
+    uint64_t per_region = write_intent_->stripes_per_region();
+    for (uint64_t region : regions) {
+        uint64_t first = region * per_region;
+        uint64_t end = std::min(first + per_region, geometry_.stripe_count());
+        for (uint64_t stripe = first; stripe < end; ++stripe) {
+            co_await resync_stripe(stripe, &report);
+            ++report.stripes;
+        }
+    }
+    int flushed = co_await flush();
+    if (flushed == 0) co_await write_intent_->clear_regions(*this, regions);
+    co_return report;
+}
+
+Task<void> Array::resync_stripe(uint64_t stripe, ResyncReport* report) {
+    StripeLocks::Guard guard = co_await stripe_locks_.lock(stripe, stripe + 1, true);
+    uint32_t k = geometry_.data_per_group();
+    uint32_t m = geometry_.parity_per_group();
+    uint32_t rows = uint32_t(geometry_.chunk_bytes() / kBlockBytes);
+    for (uint32_t group = 0; group < geometry_.group_count(); ++group) {
+        GroupIo io(*this, stripe, group, 0, rows);
+        io.count_mismatches = false;
+        co_await io.pin_tables();
+        uint32_t width = k + m;
+        uint32_t positions[kGroupWidthMax];
+        for (uint32_t position = 0; position < width; ++position) positions[position] = position;
+        co_await io.load(positions, width, 0, rows);
+        // Blocks found on a member are what the crash left; their checksums are recomputed
+        // rather than trusted. Blocks that could not be read at all stay erasures.
+        RowRange rewrites[kGroupWidthMax];
+        uint32_t rewrite_count = 0;
+        bool complete = true;
+        for (uint32_t position = 0; position < width; ++position) {
+            if (!io.usable(position)) {
+                complete = complete && position >= k;
+                continue;
+            }
+            uint32_t low = rows;
+            uint32_t high = 0;
+            for (uint32_t row = 0; row < rows; ++row) {
+                if (io.state(position, row) != BlockState::kBad) continue;
+                io.state(position, row) = BlockState::kGood;
+                low = std::min(low, row);
+                high = row + 1;
+                ++report->checksums_rewritten;
+            }
+            if (low < high && position < k) rewrites[rewrite_count++] = RowRange{position, low, high};
+            if (low < high && position >= k && !complete) {
+                rewrites[rewrite_count++] = RowRange{position, low, high};
+            }
+        }
+        if (!complete) {
+            // A data position is missing: parity is the only copy of its data, so it is kept
+            // as found. If the crash tore this stripe, that data may be stale: the write hole
+            // that a crash together with a member failure leaves open.
+            ++report->unverifiable_stripes;
+            if (rewrite_count > 0) co_await io.store_ranges(rewrites, rewrite_count);
+            io.unpin_tables();
+            continue;
+        }
+        if (m > 0) {
+            const uint8_t* data[kGroupWidthMax];
+            uint8_t* parity[kGroupWidthMax];
+            for (uint32_t position = 0; position < k; ++position) data[position] = io.block(position, 0);
+            for (uint32_t j = 0; j < m; ++j) parity[j] = io.block(k + j, 0);
+            codec_->encode(data, parity, size_t(rows) * kBlockBytes);
+            for (uint32_t j = 0; j < m; ++j) rewrites[rewrite_count++] = RowRange{k + j, 0, rows};
+        }
+        if (rewrite_count > 0) co_await io.store_ranges(rewrites, rewrite_count);
+        io.unpin_tables();
+    }
 }
 
 }  // namespace ecraid

@@ -31,6 +31,7 @@
 #include "array/block_device.h"
 #include "array/checksum_table.h"
 #include "array/stripe_lock.h"
+#include "array/write_intent.h"
 #include "codec/codec.h"
 #include "common/status.h"
 #include "layout/geometry.h"
@@ -54,6 +55,7 @@ struct MemberDevice {
     bool direct = false;
     uint64_t data_offset = 0;  // Byte offset of the data area on the device.
     uint64_t table_offset = 0;
+    uint64_t bitmap_offset = 0;
     std::unique_ptr<ChecksumTable> table;
     MemberErrorCounts errors;
     std::atomic<bool> failed{false};  // A write or flush failed: never used again.
@@ -93,6 +95,7 @@ struct ArrayMemberSpec {
     bool direct = false;
     uint64_t data_offset = 0;
     uint64_t table_offset = 0;
+    uint64_t bitmap_offset = 0;
     MemberState state = MemberState::kMissing;
     // A device being rebuilt for this role (resumed after a restart), or fd -1.
     int incoming_fd = -1;
@@ -100,6 +103,7 @@ struct ArrayMemberSpec {
     bool incoming_direct = false;
     uint64_t incoming_data_offset = 0;
     uint64_t incoming_table_offset = 0;
+    uint64_t incoming_bitmap_offset = 0;
     uint64_t incoming_rebuilt_up_to = 0;
 };
 
@@ -107,6 +111,9 @@ struct ArrayOptions {
     bool read_only = false;
     uint64_t table_cache_bytes = 64ull << 20;
     std::string name;
+    // Write-intent bitmap geometry, from the superblock.
+    uint64_t region_bytes = 64ull << 20;
+    uint64_t bitmap_bytes = 4096;
     // Called on the worker that saw the failure when a member changes state; records it in
     // the superblocks. Must not block for long.
     std::function<void(uint32_t role, MemberState state, const std::string& reason)>
@@ -152,11 +159,24 @@ public:
 
     // Adds an open device to the array; it stays allocated until the array is destroyed.
     MemberDevice* adopt_device(const std::string& path, int fd, bool direct,
-                               uint64_t data_offset, uint64_t table_offset);
+                               uint64_t data_offset, uint64_t table_offset,
+                               uint64_t bitmap_offset);
     // Waits until no request holds any stripe, runs `change`, then lets requests go on.
     // For swapping devices of a role.
     Task<void> quiesce(std::function<void()> change);
     StripeLocks& stripe_locks() { return stripe_locks_; }
+    WriteIntent& write_intent() { return *write_intent_; }
+
+    struct ResyncReport {
+        uint64_t regions = 0;
+        uint64_t stripes = 0;
+        uint64_t checksums_rewritten = 0;  // Blocks whose data was kept and checksum rewritten.
+        uint64_t unverifiable_stripes = 0;  // Degraded stripes whose parity could not be redone.
+    };
+    // Makes the given write-intent regions consistent after an unclean stop: data on the
+    // members is kept as found, checksums are recomputed for it and parity is recomputed
+    // from it. Then flushes and clears the regions.
+    Task<ResyncReport> resync(std::vector<uint64_t> regions);
     // Client requests served so far; background work watches it to yield to clients.
     uint64_t client_request_count() const {
         return client_requests_.load(std::memory_order_relaxed);
@@ -176,6 +196,8 @@ private:
     Task<void> write_group(GroupRequest* request, int* result, WaitGroup* group);
     Task<int> sync_members(const std::vector<uint32_t>& roles);
     Task<int> punch_stripes(uint64_t first_stripe, uint64_t end_stripe);
+    Task<int> punch_locked(uint64_t first_stripe, uint64_t end_stripe);
+    Task<void> resync_stripe(uint64_t stripe, ResyncReport* report);
     void build_group_requests(uint64_t offset, uint64_t length, const uint8_t* source,
                               uint8_t* destination, std::vector<GroupRequest>* requests) const;
 
@@ -186,6 +208,7 @@ private:
     std::mutex devices_mutex_;
     std::vector<std::unique_ptr<MemberDevice>> devices_;  // Every device ever used.
     std::unique_ptr<TableCache> table_cache_;
+    std::unique_ptr<WriteIntent> write_intent_;
     StripeLocks stripe_locks_;
     std::atomic<uint64_t> read_balance_{0};
     std::atomic<uint64_t> client_requests_{0};

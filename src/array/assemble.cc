@@ -189,6 +189,7 @@ Result<std::unique_ptr<Array>> open_array(Assembly& assembly, ArrayOptions optio
             spec.incoming_direct = slot.incoming.file->is_direct();
             spec.incoming_data_offset = slot.incoming.superblock.layout.data_offset;
             spec.incoming_table_offset = slot.incoming.superblock.layout.checksum_table_offset;
+            spec.incoming_bitmap_offset = slot.incoming.superblock.layout.bitmap_offset;
             spec.incoming_rebuilt_up_to = slot.incoming_rebuilt_up_to;
         }
         if (!slot.file.has_value()) continue;
@@ -196,11 +197,56 @@ Result<std::unique_ptr<Array>> open_array(Assembly& assembly, ArrayOptions optio
         spec.direct = slot.file->is_direct();
         spec.data_offset = slot.superblock.layout.data_offset;
         spec.table_offset = slot.superblock.layout.checksum_table_offset;
+        spec.bitmap_offset = slot.superblock.layout.bitmap_offset;
         spec.state = MemberState::kActive;
     }
+    options.region_bytes = assembly.reference.layout.region_bytes;
+    // Every member's bitmap covers the array's stripes; the smallest one is enough.
+    options.bitmap_bytes = UINT64_MAX;
+    for (const AssembledRole& slot : assembly.roles) {
+        if (slot.file.has_value()) {
+            options.bitmap_bytes = std::min(options.bitmap_bytes, slot.superblock.layout.bitmap_bytes);
+        }
+    }
+    if (options.bitmap_bytes == UINT64_MAX) options.bitmap_bytes = assembly.reference.layout.bitmap_bytes;
     if (options.name.empty()) options.name = assembly.reference.array_name;
     if (options.name.empty()) options.name = assembly.reference.array_uuid.to_string().substr(0, 8);
     return Array::open(assembly.geometry, std::move(specs), std::move(options));
+}
+
+std::vector<uint8_t> read_write_intent_bits(const Assembly& assembly) {
+    std::vector<uint8_t> bits;
+    auto merge = [&](const AssembledDevice& device) {
+        const MemberLayout& layout = device.superblock.layout;
+        AlignedBuffer buffer(layout.bitmap_bytes);
+        Status status = device.file->pread_full(buffer.data(), layout.bitmap_bytes,
+                                                layout.bitmap_offset);
+        if (!status.ok()) {
+            spdlog::warn("assemble: {}: reading the write-intent bitmap failed: {}", device.path,
+                         status.to_string());
+            return;
+        }
+        if (bits.size() < layout.bitmap_bytes) bits.resize(layout.bitmap_bytes, 0);
+        for (size_t i = 0; i < layout.bitmap_bytes; ++i) bits[i] |= buffer.data()[i];
+    };
+    for (const AssembledRole& slot : assembly.roles) {
+        if (!slot.file.has_value()) continue;
+        const MemberLayout& layout = slot.superblock.layout;
+        AlignedBuffer buffer(layout.bitmap_bytes);
+        Status status = slot.file->pread_full(buffer.data(), layout.bitmap_bytes,
+                                              layout.bitmap_offset);
+        if (!status.ok()) {
+            spdlog::warn("assemble: {}: reading the write-intent bitmap failed: {}", slot.path,
+                         status.to_string());
+            continue;
+        }
+        if (bits.size() < layout.bitmap_bytes) bits.resize(layout.bitmap_bytes, 0);
+        for (size_t i = 0; i < layout.bitmap_bytes; ++i) bits[i] |= buffer.data()[i];
+    }
+    for (const AssembledRole& slot : assembly.roles) {
+        if (slot.incoming.file.has_value()) merge(slot.incoming);
+    }
+    return bits;
 }
 
 std::string_view array_state_name(const Array& array) {

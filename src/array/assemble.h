@@ -69,6 +69,9 @@ Result<Assembly> assemble(const std::vector<std::string>& paths, const AssembleO
 // which uses its members' descriptors.
 Result<std::unique_ptr<Array>> open_array(Assembly& assembly, ArrayOptions options);
 
+// The union of the write-intent bitmaps of every trusted member (after an unclean stop).
+std::vector<uint8_t> read_write_intent_bits(const Assembly& assembly);
+
 // The array-level state for status output and logs.
 std::string_view array_state_name(const Array& array);
 

@@ -12,6 +12,12 @@
 namespace ecraid {
 namespace {
 
+// Logs the first ten errors of a kind on a device, then only every power of two, so a dying
+// member cannot flood the log; the counters in status stay exact.
+bool should_log(uint64_t count_after) {
+    return count_after <= 10 || (count_after & (count_after - 1)) == 0;
+}
+
 // Ops submitted per batch; runs beyond it go in further rounds.
 constexpr uint32_t kOpsPerBatch = 2 * kGroupWidthMax;
 
@@ -109,9 +115,12 @@ void GroupIo::verify(uint32_t position, uint32_t row, uint32_t end) {
             continue;
         }
         state(position, r) = BlockState::kBad;
-        device->errors.checksum.fetch_add(1, std::memory_order_relaxed);
-        spdlog::warn("{}: member {} ({}): checksum mismatch at block {}", array.name(),
-                     members[position], device->path, block_index);
+        if (!count_mismatches) continue;
+        uint64_t count = device->errors.checksum.fetch_add(1, std::memory_order_relaxed) + 1;
+        if (should_log(count)) {
+            spdlog::warn("{}: member {} ({}): checksum mismatch at block {} ({} so far)",
+                         array.name(), members[position], device->path, block_index, count);
+        }
     }
 }
 
@@ -131,10 +140,12 @@ Task<int> GroupIo::read_blocks_isolating_errors(uint32_t position, uint32_t row,
     for (uint32_t r = row; r < end; ++r) {
         if (ops[r - row].result < 0) {
             state(position, r) = BlockState::kBad;
-            device->errors.read.fetch_add(1, std::memory_order_relaxed);
-            spdlog::warn("{}: member {} ({}): read error at block {}: {}", array.name(),
-                         members[position], device->path, first_block + (r - first_row),
-                         strerror(-ops[r - row].result));
+            uint64_t count = device->errors.read.fetch_add(1, std::memory_order_relaxed) + 1;
+            if (should_log(count)) {
+                spdlog::warn("{}: member {} ({}): read error at block {}: {} ({} so far)",
+                             array.name(), members[position], device->path,
+                             first_block + (r - first_row), strerror(-ops[r - row].result), count);
+            }
             ++failures;
         } else {
             verify(position, r, r + 1);
@@ -379,10 +390,15 @@ Task<void> GroupIo::write_back_repairs() {
                 ++run_end;
             }
             repaired_blocks += run_end - r;
-            spdlog::warn("{}: member {} ({}): rewrote {} repaired block(s) at block {}",
-                         array.name(), members[position], readers[position]->path, run_end - r,
-                         first_block + (r - first_row));
-            readers[position]->errors.repaired.fetch_add(run_end - r, std::memory_order_relaxed);
+            uint64_t total =
+                readers[position]->errors.repaired.fetch_add(run_end - r, std::memory_order_relaxed) +
+                (run_end - r);
+            if (should_log(total)) {
+                spdlog::warn("{}: member {} ({}): rewrote {} repaired block(s) at block {} ({} so "
+                             "far)",
+                             array.name(), members[position], readers[position]->path,
+                             run_end - r, first_block + (r - first_row), total);
+            }
             ranges[count++] = RowRange{position, r, run_end};
             if (count == kOpsPerBatch) {
                 co_await store_ranges(ranges, count);

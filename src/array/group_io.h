@@ -57,6 +57,8 @@ struct GroupIo {
     uint32_t pinned_count = 0;
     Buffer scratch;
     std::vector<BlockState> states;
+    // Count and log checksum mismatches (off while resyncing, where they are expected).
+    bool count_mismatches = true;
 
     uint8_t* block(uint32_t position, uint32_t row) const {
         return scratch.data() +

@@ -230,7 +230,8 @@ Status ServedArray::start_rebuild(uint32_t role, AssembledDevice device, bool he
     MemberDevice* incoming = array_.adopt_device(
         slot.incoming.path, slot.incoming.file->fd(), slot.incoming.file->is_direct(),
         slot.incoming.superblock.layout.data_offset,
-        slot.incoming.superblock.layout.checksum_table_offset);
+        slot.incoming.superblock.layout.checksum_table_offset,
+        slot.incoming.superblock.layout.bitmap_offset);
     // Publish the target before its checkpoint moves, so every later write reaches it.
     array_.member(role).rebuilt_up_to.store(0);
     array_.member(role).incoming.store(incoming);
@@ -353,7 +354,7 @@ Task<void> ServedArray::rebuild_loop(uint32_t role, uint64_t from_stripe, bool h
         progress_->done_stripes.store(stripe);
 
         if (std::chrono::steady_clock::now() - last_checkpoint >= kCheckpointInterval) {
-            persist_checkpoint(role, stripe);
+            co_await persist_checkpoint(role, stripe);
             last_checkpoint = std::chrono::steady_clock::now();
         }
         uint64_t pause_ns = 0;
@@ -381,7 +382,7 @@ Task<void> ServedArray::rebuild_loop(uint32_t role, uint64_t from_stripe, bool h
         });
         run_admin([this, role, healthy] { finish_rebuild(role, healthy); });
     } else if (ok) {
-        persist_checkpoint(role, stripe);
+        co_await persist_checkpoint(role, stripe);
         spdlog::info("{}: rebuild of member {} paused at stripe {} of {}", array_.name(), role,
                      stripe, stripe_count);
         rebuild_running_.store(false);
@@ -390,7 +391,18 @@ Task<void> ServedArray::rebuild_loop(uint32_t role, uint64_t from_stripe, bool h
     rebuild_loop_active_.store(false);
 }
 
-void ServedArray::persist_checkpoint(uint32_t role, uint64_t stripe) {
+Task<void> ServedArray::persist_checkpoint(uint32_t role, uint64_t stripe) {
+    // The checkpoint promises that the new member holds its stripes below it, checksums
+    // included, so those must be durable first.
+    MemberDevice* incoming = array_.member(role).incoming.load();
+    if (incoming == nullptr) co_return;
+    int result = co_await incoming->table->write_back();
+    if (result == 0) result = co_await Ring::current()->fdatasync(incoming->fd);
+    if (result < 0) {
+        array_.fail_device(role, incoming,
+                           std::string("making the rebuilt data durable failed: ") + strerror(-result));
+        co_return;
+    }
     Status status = metadata_.update(
         [&](Superblock& reference) {
             reference.rebuild_position_stripes = stripe;

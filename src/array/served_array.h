@@ -79,7 +79,7 @@ private:
     Task<bool> rebuild_stripe(uint32_t role, uint64_t stripe);
     void finish_rebuild(uint32_t role, bool healthy);
     void abandon_rebuild(uint32_t role, const std::string& reason);
-    void persist_checkpoint(uint32_t role, uint64_t stripe);
+    Task<void> persist_checkpoint(uint32_t role, uint64_t stripe);
     void run_admin(std::function<void()> job);
     void admin_thread_main();
 
