@@ -235,14 +235,19 @@ Task<bool> Transmission::receive_write(const RequestHeader& request, int error,
                                        const char* reason) {
     const uint64_t id = options_.connection_id;
     if (error != 0) {
-        start_request(request, RequestBuffer(), error, reason);
         if (request.length > kPayloadBytesMax) {
+            start_request(request, RequestBuffer(), error, reason);
             spdlog::warn("nbd conn={}: WRITE cookie={:#x} announces {} bytes, over the maximum "
                          "payload of {}; closing the connection",
                          id, request.cookie, request.length, kPayloadBytesMax);
             co_return false;
         }
-        co_return co_await stream_.skip(request.length);
+        // Reply only after the whole payload is read. libnbd 1.14 counts a request as in
+        // flight only once it has sent all of it, so an earlier reply matches no request
+        // and libnbd drops the connection ("no matching cookie found for server reply").
+        if (!co_await stream_.skip(request.length)) co_return false;
+        start_request(request, RequestBuffer(), error, reason);
+        co_return true;
     }
 
     // Wait for budget before reading the payload, so that memory stays bounded however
@@ -250,8 +255,9 @@ Task<bool> Transmission::receive_write(const RequestHeader& request, int error,
     co_await budget_.acquire(RequestBuffer::capacity_for(request.length));
     RequestBuffer buffer = RequestBuffer::take(request.length, &budget_);
     if (!buffer) {
+        if (!co_await stream_.skip(request.length)) co_return false;
         start_request(request, RequestBuffer(), ENOMEM, "out of memory for the write buffer");
-        co_return co_await stream_.skip(request.length);
+        co_return true;
     }
     if (!co_await stream_.read_exact(buffer.data(), request.length)) {
         spdlog::info("nbd conn={}: client closed in the middle of the payload of WRITE "
