@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // Decode plans, cached per thread and per erasure pattern.
 //
-// Building a plan inverts a k x k matrix and expands ISA-L tables. With four erasures of 4 KiB
-// chunks, building took about twice the CPU time of the decode itself for rs 10+4, and about
-// nine times for rs 32+8 (measured once on a 2-core Xeon VM). Each thread keeps its own bounded
-// cache, so a lookup takes no lock. Slots keep their table buffers when reused, so once a
-// thread has seen its patterns a decode allocates nothing. A slot's buffer is allocated or
-// grown only while a plan is built.
+// Building a plan inverts a k x k matrix (work grows as k^3) and expands ISA-L tables. For
+// rs 10+4 with four erasures of 4 KiB chunks, a decode that builds its plan took about three
+// times as long as one that finds it cached (Decode/rs_10+4_4KiB in bench/codec_bench.cc,
+// figures in docs/benchmarks.md). Each thread keeps its own bounded cache, so a lookup takes
+// no lock. Slots keep their table buffers when reused, so once a thread has seen its patterns
+// a decode allocates nothing. A slot's buffer is allocated or grown only while a plan is built.
 #pragma once
 
 #include <cstddef>
