@@ -42,12 +42,12 @@ Result<Assembly> assemble(const std::vector<std::string>& paths, const AssembleO
         open_options.try_direct = options.try_direct;
         auto file = MemberFile::open(path, open_options);
         if (!file.ok()) {
-            ignored.push_back(fmt::format("{}: {}", path, file.status().to_string()));
+            ignored.push_back(file.status().to_string());
             continue;
         }
         auto pair = read_superblock_pair(*file);
         if (!pair.ok()) {
-            ignored.push_back(fmt::format("{}: {}", path, pair.status().to_string()));
+            ignored.push_back(pair.status().to_string());
             continue;
         }
         if (!pair->other_status.ok()) {
@@ -59,6 +59,14 @@ Result<Assembly> assemble(const std::vector<std::string>& paths, const AssembleO
         if (!size_status.ok()) {
             ignored.push_back(fmt::format("{}: {}", path, size_status.to_string()));
             continue;
+        }
+        for (const Candidate& earlier : candidates) {
+            if (earlier.file.same_storage(*file)) {
+                return Status::error(Code::kInvalidArgument,
+                                     fmt::format("{} and {} are the same member; give each "
+                                                 "member once",
+                                                 earlier.path, path));
+            }
         }
         candidates.push_back(Candidate{path, std::move(file).value(), pair->superblock});
     }

@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "array/group_io.h"
+#include "array/scrub.h"
 #include "meta/superblock_io.h"
 
 namespace ecraid {
@@ -91,6 +92,19 @@ void ServedArray::admin_thread_main() {
 
 void ServedArray::start() {
     std::lock_guard lock(mutex_);
+    scrub_rate_.store(options_.scrub_rate_bytes_per_second);
+    Superblock reference = metadata_.reference();
+    if (reference.scrub_state == ScrubState::kRunning) {
+        spdlog::info("{}: resuming the scrub at stripe {} of {}", array_.name(),
+                     reference.scrub_position_stripes, array_.geometry().stripe_count());
+        launch_scrub(reference.scrub_position_stripes);
+    } else if (reference.scrub_state == ScrubState::kPaused) {
+        scrub_state_.store(uint32_t(ScrubState::kPaused));
+        scrub_position_.store(reference.scrub_position_stripes);
+    }
+    if (options_.scrub_interval_seconds > 0) {
+        scrub_timer_ = std::thread([this] { scrub_timer_main(); });
+    }
     for (uint32_t role = 0; role < assembly_.roles.size(); ++role) {
         AssembledRole& slot = assembly_.roles[role];
         if (!slot.incoming.file.has_value()) continue;
@@ -109,7 +123,11 @@ void ServedArray::start() {
 void ServedArray::stop() {
     if (stopping_.exchange(true)) return;
     rebuild_abort_.store(true);
-    while (rebuild_loop_active_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    timer_changed_.notify_all();
+    if (scrub_timer_.joinable()) scrub_timer_.join();
+    while (rebuild_loop_active_.load() || scrub_loop_active_.load()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
 }
 
 // ---- Member resolution and device preparation ----
@@ -622,14 +640,155 @@ Status ServedArray::remove(const std::string& member) {
     return status;
 }
 
-Status ServedArray::scrub_start(uint64_t) {
-    return Status::error(Code::kUnsupported, "scrub is not available in this build yet");
+// ---- Scrub ----
+
+void ServedArray::scrub_timer_main() {
+    auto interval = std::chrono::seconds(options_.scrub_interval_seconds);
+    std::unique_lock lock(timer_mutex_);
+    while (!stopping_.load()) {
+        if (timer_changed_.wait_for(lock, interval, [&] { return stopping_.load(); })) return;
+        if (scrub_state_.load() == uint32_t(ScrubState::kIdle)) {
+            Status status = scrub_start(0);
+            if (status.ok()) spdlog::info("{}: periodic scrub started", array_.name());
+        }
+    }
 }
+
+void ServedArray::persist_scrub(ScrubState state, uint64_t stripe) {
+    Status status = metadata_.update(
+        [&](Superblock& reference) {
+            reference.scrub_state = state;
+            reference.scrub_position_stripes = state == ScrubState::kIdle ? 0 : stripe;
+        },
+        false);
+    if (!status.ok()) {
+        spdlog::error("{}: persisting the scrub checkpoint failed: {}", array_.name(),
+                      status.to_string());
+    }
+}
+
+void ServedArray::launch_scrub(uint64_t from_stripe) {
+    scrub_loop_active_.store(true);
+    scrub_pause_requested_.store(false);
+    scrub_state_.store(uint32_t(ScrubState::kRunning));
+    scrub_position_.store(from_stripe);
+    scrub_start_stripe_.store(from_stripe);
+    scrub_started_ns_.store(now_ns());
+    Ring& ring = workers_.ring(workers_.size() - 1);
+    ring.post([this, from_stripe] { spawn(scrub_loop(from_stripe)); });
+}
+
+Task<void> ServedArray::scrub_loop(uint64_t from_stripe) {
+    uint64_t stripe_count = array_.geometry().stripe_count();
+    uint64_t stripe = from_stripe;
+    uint64_t started = now_ns();
+    uint64_t checked = 0;
+    uint64_t client_requests = array_.client_request_count();
+    auto last_checkpoint = std::chrono::steady_clock::now();
+    persist_scrub(ScrubState::kRunning, stripe);
+    while (stripe < stripe_count) {
+        if (stopping_.load() || scrub_pause_requested_.load()) break;
+        uint64_t end = std::min(stripe + kRebuildWindowStripes, stripe_count);
+        std::vector<ScrubCounts> counts(end - stripe);
+        WaitGroup group;
+        group.add(uint32_t(end - stripe));
+        for (uint64_t s = stripe; s < end; ++s) {
+            spawn([](Array* target, uint64_t st, ScrubCounts* out, WaitGroup* wait) -> Task<void> {
+                co_await scrub_stripe(*target, st, true, out);
+                wait->done();
+            }(&array_, s, &counts[s - stripe], &group));
+        }
+        co_await group.wait();
+        for (const ScrubCounts& count : counts) {
+            checked += count.checked_bytes;
+            scrub_checked_bytes_.fetch_add(count.checked_bytes);
+            scrub_repaired_.fetch_add(count.repaired_blocks + count.parity_rewritten);
+            scrub_unrecoverable_.fetch_add(count.unrecoverable_blocks);
+        }
+        stripe = end;
+        scrub_position_.store(stripe);
+        if (std::chrono::steady_clock::now() - last_checkpoint >= kCheckpointInterval) {
+            persist_scrub(ScrubState::kRunning, stripe);
+            last_checkpoint = std::chrono::steady_clock::now();
+        }
+        uint64_t pause_ns = 0;
+        uint64_t rate = scrub_rate_.load();
+        if (rate > 0) {
+            uint64_t due_ns = uint64_t(double(checked) * 1e9 / double(rate));
+            uint64_t elapsed = now_ns() - started;
+            if (due_ns > elapsed) pause_ns = due_ns - elapsed;
+        }
+        uint64_t requests = array_.client_request_count();
+        if (requests != client_requests) pause_ns = std::max(pause_ns, kYieldPauseNs);
+        client_requests = requests;
+        if (pause_ns > 0) co_await Ring::current()->sleep_ns(std::min<uint64_t>(pause_ns, 1'000'000'000));
+    }
+    if (stripe >= stripe_count) {
+        persist_scrub(ScrubState::kIdle, 0);
+        scrub_state_.store(uint32_t(ScrubState::kIdle));
+        char when[64] = {};
+        time_t now = time(nullptr);
+        tm utc{};
+        gmtime_r(&now, &utc);
+        strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &utc);
+        {
+            std::lock_guard lock(mutex_);
+            scrub_last_completed_ = when;
+        }
+        spdlog::info("{}: scrub finished: {} checked, {} blocks repaired, {} unrecoverable",
+                     array_.name(), scrub_checked_bytes_.load(), scrub_repaired_.load(),
+                     scrub_unrecoverable_.load());
+    } else if (scrub_pause_requested_.load()) {
+        persist_scrub(ScrubState::kPaused, stripe);
+        scrub_state_.store(uint32_t(ScrubState::kPaused));
+        spdlog::info("{}: scrub paused at stripe {} of {}", array_.name(), stripe, stripe_count);
+    } else {
+        // Stopping: the persisted state stays "running", so the next serve resumes here.
+        persist_scrub(ScrubState::kRunning, stripe);
+    }
+    scrub_loop_active_.store(false);
+}
+
+Status ServedArray::scrub_start(uint64_t rate_bytes_per_second) {
+    std::lock_guard lock(mutex_);
+    if (rate_bytes_per_second > 0) scrub_rate_.store(rate_bytes_per_second);
+    if (scrub_loop_active_.load()) {
+        return Status::error(Code::kExists, "a scrub is already running; see `ecraid scrub status`");
+    }
+    if (scrub_state_.load() == uint32_t(ScrubState::kPaused)) {
+        return Status::error(Code::kExists,
+                             "a scrub is paused; continue it with `ecraid scrub resume`");
+    }
+    scrub_checked_bytes_.store(0);
+    scrub_repaired_.store(0);
+    scrub_unrecoverable_.store(0);
+    spdlog::info("{}: scrub started", array_.name());
+    launch_scrub(0);
+    return Status();
+}
+
 Status ServedArray::scrub_pause() {
-    return Status::error(Code::kUnsupported, "scrub is not available in this build yet");
+    std::lock_guard lock(mutex_);
+    if (!scrub_loop_active_.load()) {
+        return Status::error(Code::kInvalidArgument, "no scrub is running");
+    }
+    scrub_pause_requested_.store(true);
+    return Status();
 }
+
 Status ServedArray::scrub_resume() {
-    return Status::error(Code::kUnsupported, "scrub is not available in this build yet");
+    std::lock_guard lock(mutex_);
+    if (scrub_loop_active_.load()) {
+        if (scrub_pause_requested_.exchange(false)) return Status();
+        return Status::error(Code::kInvalidArgument, "the scrub is already running");
+    }
+    if (scrub_state_.load() != uint32_t(ScrubState::kPaused)) {
+        return Status::error(Code::kInvalidArgument,
+                             "no scrub is paused; start one with `ecraid scrub start`");
+    }
+    spdlog::info("{}: scrub resumed at stripe {}", array_.name(), scrub_position_.load());
+    launch_scrub(scrub_position_.load());
+    return Status();
 }
 
 // ---- Status ----
@@ -712,6 +871,29 @@ ArrayStatusView ServedArray::status() {
         view.state = "degraded";
     } else {
         view.state = "optimal";
+    }
+    {
+        ScrubStatusView& scrub = view.scrub;
+        ScrubState state = ScrubState(scrub_state_.load());
+        scrub.state = std::string(scrub_state_name(state));
+        uint64_t stripe_count = geometry.stripe_count();
+        uint64_t position = scrub_position_.load();
+        scrub.progress = state == ScrubState::kIdle || stripe_count == 0
+                             ? 0.0
+                             : double(position) / double(stripe_count);
+        scrub.checked_bytes = scrub_checked_bytes_.load();
+        scrub.repaired = scrub_repaired_.load();
+        scrub.unrecoverable = scrub_unrecoverable_.load();
+        double seconds = double(now_ns() - scrub_started_ns_.load()) / 1e9;
+        uint64_t done = position - std::min(position, scrub_start_stripe_.load());
+        if (state == ScrubState::kRunning && seconds > 0 && done > 0) {
+            scrub.rate_bytes_per_second =
+                uint64_t(double(done * geometry.stripe_data_bytes()) / seconds);
+            scrub.eta_seconds = (stripe_count - position) * geometry.stripe_data_bytes() /
+                                std::max<uint64_t>(scrub.rate_bytes_per_second, 1);
+        }
+        std::lock_guard lock(mutex_);
+        scrub.last_completed = scrub_last_completed_;
     }
     if (rebuilding) {
         RebuildStatusView rebuild;

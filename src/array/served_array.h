@@ -39,6 +39,10 @@ struct ServedArrayOptions {
     bool rebuild_yields_to_clients = true;
     bool try_direct = true;
     std::string listen_uri;
+    // Start a scrub this long after the last one finished (or after start); 0 = never.
+    uint64_t scrub_interval_seconds = 0;
+    // Default scrub rate in bytes per second of array data; 0 means no limit.
+    uint64_t scrub_rate_bytes_per_second = 0;
 };
 
 class ServedArray : public Admin {
@@ -66,6 +70,7 @@ public:
     Status scrub_resume() override;
 
     bool rebuild_running() const { return rebuild_running_.load(); }
+    bool scrub_running() const { return scrub_loop_active_.load(); }
 
 private:
     struct RebuildProgress;
@@ -81,6 +86,10 @@ private:
     void abandon_rebuild(uint32_t role, const std::string& reason);
     Task<void> persist_checkpoint(uint32_t role, uint64_t stripe);
     void run_admin(std::function<void()> job);
+    void launch_scrub(uint64_t from_stripe);
+    Task<void> scrub_loop(uint64_t from_stripe);
+    void persist_scrub(ScrubState state, uint64_t stripe);
+    void scrub_timer_main();
     void admin_thread_main();
 
     Assembly& assembly_;
@@ -102,6 +111,22 @@ private:
     std::deque<std::function<void()>> admin_jobs_;
     bool admin_stop_ = false;
     std::thread admin_thread_;
+
+    // Scrub state. scrub_state_ holds a ScrubState value.
+    std::atomic<uint32_t> scrub_state_{0};
+    std::atomic<bool> scrub_loop_active_{false};
+    std::atomic<bool> scrub_pause_requested_{false};
+    std::atomic<uint64_t> scrub_position_{0};
+    std::atomic<uint64_t> scrub_rate_{0};
+    std::atomic<uint64_t> scrub_started_ns_{0};
+    std::atomic<uint64_t> scrub_start_stripe_{0};
+    std::atomic<uint64_t> scrub_checked_bytes_{0};
+    std::atomic<uint64_t> scrub_repaired_{0};
+    std::atomic<uint64_t> scrub_unrecoverable_{0};
+    std::string scrub_last_completed_;  // Guarded by mutex_.
+    std::mutex timer_mutex_;
+    std::condition_variable timer_changed_;
+    std::thread scrub_timer_;
 };
 
 }  // namespace ecraid
