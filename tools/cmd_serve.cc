@@ -40,6 +40,8 @@ struct ServeOptions {
     std::vector<std::string> spares;
     double rebuild_rate_mb = 0;
     bool rebuild_no_yield = false;
+    std::string scrub_interval;
+    double io_timeout_seconds = 30;
 };
 
 std::string runtime_directory() {
@@ -102,6 +104,7 @@ int serve(ServeOptions options) {
     ArrayOptions array_options;
     array_options.read_only = options.read_only;
     array_options.table_cache_bytes = table_cache_bytes.value();
+    array_options.io_timeout_ns = uint64_t(options.io_timeout_seconds * 1e9);
     array_options.on_member_state_change = [&](uint32_t role, MemberState state,
                                                const std::string& reason) {
         if (ServedArray* served = served_pointer.load()) {
@@ -123,9 +126,10 @@ int serve(ServeOptions options) {
     if (array->lost_data()) {
         fmt::print(stderr,
                    "ecraid serve: cannot serve array {}: {} of {} members are missing and {} "
-                   "tolerates {}:{}\nGive the missing members' paths, or restore them.\n",
+                   "tolerates {}{}:{}\nGive the missing members' paths, or restore them.\n",
                    array->name(), assembly->missing_count(), geometry.member_count(),
                    level_name(geometry.level()), geometry.failures_tolerated(),
+                   geometry.group_count() > 1 ? " per mirrored pair" : "",
                    describe_missing(*assembly));
         return kExitError;
     }
@@ -191,6 +195,18 @@ int serve(ServeOptions options) {
     served_options.rebuild_yields_to_clients = !options.rebuild_no_yield;
     served_options.try_direct = !options.buffered;
     served_options.listen_uri = uri;
+    if (!options.scrub_interval.empty()) {
+        auto interval = parse_duration_seconds(options.scrub_interval);
+        if (!interval.ok() || interval.value() == 0) {
+            fmt::print(stderr, "ecraid serve: --scrub-interval: {}\n",
+                       interval.ok() ? "must be more than 0 (for example 7d)"
+                                     : interval.status().to_string());
+            server.value()->stop();
+            pool.value()->stop();
+            return kExitUsage;
+        }
+        served_options.scrub_interval_seconds = interval.value();
+    }
     ServedArray served(*assembly, metadata, *array, *pool.value(), served_options);
     served_pointer.store(&served);
     std::unique_ptr<ControlServer> control;
@@ -279,6 +295,13 @@ void add_serve_command(CLI::App& app) {
         ->check(CLI::NonNegativeNumber);
     command->add_flag("--rebuild-no-yield", options->rebuild_no_yield,
                       "Do not pause the rebuild while clients issue requests");
+    command->add_option("--io-timeout", options->io_timeout_seconds,
+                        "Seconds a member may take for one read, write or flush before it is "
+                        "marked faulty; 0 means no limit (default 30)")
+        ->check(CLI::NonNegativeNumber);
+    command->add_option("--scrub-interval", options->scrub_interval,
+                        "Start a scrub this long after the last one (for example 7d, 12h); "
+                        "off by default");
     command->add_option("members", options->members, "Member files or block devices, any order")
         ->required();
     command->callback([options] {

@@ -593,6 +593,7 @@ Task<int> Array::sync_members(const std::vector<uint32_t>& roles) {
     IoBatch batch(*Ring::current());
     for (size_t i = 0; i < targets.size(); ++i) {
         prepare_rw(&ops[i], IoKind::kFdatasync, targets[i].device->fd, nullptr, 0, 0);
+        ops[i].time_limit_ns = options_.io_timeout_ns;
         batch.add(&ops[i]);
     }
     co_await batch.wait();

@@ -111,6 +111,8 @@ struct ArrayOptions {
     bool read_only = false;
     uint64_t table_cache_bytes = 64ull << 20;
     std::string name;
+    // Member reads, writes and flushes that take longer fail the member; 0 means no limit.
+    uint64_t io_timeout_ns = 30'000'000'000ull;
     // Write-intent bitmap geometry, from the superblock.
     uint64_t region_bytes = 64ull << 20;
     uint64_t bitmap_bytes = 4096;
@@ -143,6 +145,7 @@ public:
     ArrayMember& member(uint32_t role) { return *members_[role]; }
     const ArrayMember& member(uint32_t role) const { return *members_[role]; }
     const std::string& name() const { return options_.name; }
+    uint64_t io_timeout_ns() const { return options_.io_timeout_ns; }
     // Null for raid0, which has no redundancy.
     const Codec* codec() const { return codec_.get(); }
 

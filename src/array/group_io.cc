@@ -133,6 +133,7 @@ Task<int> GroupIo::read_blocks_isolating_errors(uint32_t position, uint32_t row,
     for (uint32_t r = row; r < end; ++r) {
         prepare_rw(&ops[r - row], IoKind::kRead, device->fd, block(position, r), kBlockBytes,
                    chunk_start + uint64_t(r) * kBlockBytes);
+        ops[r - row].time_limit_ns = array.io_timeout_ns();
         batch.add(&ops[r - row]);
     }
     co_await batch.wait();
@@ -207,6 +208,7 @@ Task<void> GroupIo::load_ranges(const RowRange* ranges, uint32_t range_count) {
                               uint64_t(scan_row) * kBlockBytes;
             prepare_rw(&ops[op_count], IoKind::kRead, device->fd, block(range.position, scan_row),
                        (run_end - scan_row) * kBlockBytes, offset);
+            ops[op_count].time_limit_ns = array.io_timeout_ns();
             pending[op_count] = Pending{range.position, scan_row, run_end};
             ++op_count;
             scan_row = run_end;
@@ -219,6 +221,15 @@ Task<void> GroupIo::load_ranges(const RowRange* ranges, uint32_t range_count) {
             const Pending& done = pending[i];
             if (ops[i].result >= 0) {
                 verify(done.position, done.row, done.end);
+            } else if (ops[i].result == -ETIMEDOUT || readers[done.position] == nullptr) {
+                // A member that does not answer in time is failed, not retried block by block.
+                if (readers[done.position] != nullptr) {
+                    readers[done.position]->errors.read.fetch_add(1, std::memory_order_relaxed);
+                    array.fail_device(members[done.position], readers[done.position],
+                                      "a read did not complete within the I/O timeout");
+                    readers[done.position] = nullptr;
+                }
+                for (uint32_t r = done.row; r < done.end; ++r) state(done.position, r) = BlockState::kBad;
             } else {
                 co_await read_blocks_isolating_errors(done.position, done.row, done.end);
             }
@@ -342,6 +353,7 @@ Task<int> GroupIo::write_ranges(const RowRange* ranges, uint32_t count, bool inc
                 prepare_rw(&ops[op_count], IoKind::kWrite, device->fd,
                            block(range.position, range.row), (range.end - range.row) * kBlockBytes,
                            offset);
+                ops[op_count].time_limit_ns = array.io_timeout_ns();
                 submitted[op_count] = Submitted{&range, device};
                 batch.add(&ops[op_count]);
                 ++op_count;

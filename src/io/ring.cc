@@ -19,6 +19,7 @@ thread_local Ring* current_ring = nullptr;
 
 constexpr uint32_t kAgainRetriesMax = 1000;
 constexpr uint64_t kWakeupUserData = 1;  // Never a valid IoOp address.
+constexpr uint64_t kLinkTimeoutUserData = 2;
 constexpr uint32_t kCompletionBatch = 64;
 constexpr long kAgainBackoffNs = 200 * 1000;
 
@@ -61,10 +62,10 @@ void Ring::stop() {
 }
 
 void Ring::post(std::function<void()> function) {
-    {
-        std::lock_guard lock(posted_mutex_);
-        posted_functions_.push_back(std::move(function));
-    }
+    // Wake the ring while holding the lock. Once the ring can take the work, it may finish it
+    // and be destroyed, so post() must not touch the ring after the unlock.
+    std::lock_guard lock(posted_mutex_);
+    posted_functions_.push_back(std::move(function));
     if (!wakeup_pending_.exchange(true, std::memory_order_acq_rel)) {
         uint64_t one = 1;
         [[maybe_unused]] ssize_t written = ::write(wakeup_fd_, &one, sizeof(one));
@@ -72,10 +73,9 @@ void Ring::post(std::function<void()> function) {
 }
 
 void Ring::post(std::coroutine_handle<> handle) {
-    {
-        std::lock_guard lock(posted_mutex_);
-        posted_handles_.push_back(handle);
-    }
+    // Wakes the ring under the lock, for the reason given in the other overload.
+    std::lock_guard lock(posted_mutex_);
+    posted_handles_.push_back(handle);
     if (!wakeup_pending_.exchange(true, std::memory_order_acq_rel)) {
         uint64_t one = 1;
         [[maybe_unused]] ssize_t written = ::write(wakeup_fd_, &one, sizeof(one));
@@ -146,6 +146,10 @@ void Ring::run() {
         }
         io_uring_cq_advance(&ring_, count);
         for (unsigned i = 0; i < count; ++i) {
+            if (user_data[i] == kLinkTimeoutUserData) {
+                --in_flight_;
+                continue;
+            }
             if (user_data[i] == kWakeupUserData) {
                 wakeup_armed_ = false;
                 arm_wakeup();
@@ -163,12 +167,13 @@ void Ring::run() {
 }
 
 bool Ring::prepare(IoOp* op) {
+    bool limited = op->time_limit_ns > 0 &&
+                   (op->kind == IoKind::kRead || op->kind == IoKind::kWrite ||
+                    op->kind == IoKind::kFdatasync);
+    // A time-limited op takes two entries, which must be consecutive in one submission.
+    if (io_uring_sq_space_left(&ring_) < (limited ? 2u : 1u)) io_uring_submit(&ring_);
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-    if (sqe == nullptr) {
-        io_uring_submit(&ring_);
-        sqe = io_uring_get_sqe(&ring_);
-        if (sqe == nullptr) return false;
-    }
+    if (sqe == nullptr) return false;
     uint8_t* buffer = op->buffer + op->done;
     uint32_t remaining = op->length - op->done;
     switch (op->kind) {
@@ -203,13 +208,23 @@ bool Ring::prepare(IoOp* op) {
     io_uring_sqe_set_data(sqe, op);
     ++in_flight_;
     ++stats_.submitted;
+    if (limited) {
+        sqe->flags |= IOSQE_IO_LINK;
+        op->timeout.tv_sec = int64_t(op->time_limit_ns / 1'000'000'000ull);
+        op->timeout.tv_nsec = int64_t(op->time_limit_ns % 1'000'000'000ull);
+        io_uring_sqe* limit = io_uring_get_sqe(&ring_);
+        assert(limit != nullptr);
+        io_uring_prep_link_timeout(limit, &op->timeout, 0);
+        io_uring_sqe_set_data64(limit, kLinkTimeoutUserData);
+        ++in_flight_;
+    }
     stats_.in_flight = in_flight_;
     return true;
 }
 
 void Ring::submit(IoOp* op) {
-    // Keep room for the wakeup read so completions can never exceed the queue.
-    if (in_flight_ + 1 < cq_entries_ && backlog_head_ == nullptr && prepare(op)) return;
+    // Keep room for the wakeup read and a linked timeout so completions never exceed the queue.
+    if (in_flight_ + 2 < cq_entries_ && backlog_head_ == nullptr && prepare(op)) return;
     ++stats_.backlogged;
     op->next_backlog = nullptr;
     if (backlog_tail_ != nullptr) {
@@ -236,7 +251,7 @@ void Ring::resubmit_deferred() {
 }
 
 void Ring::drain_backlog() {
-    while (backlog_head_ != nullptr && in_flight_ + 1 < cq_entries_) {
+    while (backlog_head_ != nullptr && in_flight_ + 2 < cq_entries_) {
         IoOp* op = backlog_head_;
         if (!prepare(op)) break;
         backlog_head_ = op->next_backlog;
@@ -265,6 +280,12 @@ void Ring::complete_cqe(IoOp* op, int result) {
     ++stats_.completed;
     stats_.in_flight = in_flight_;
     if (fault_hook_ != nullptr) result = fault_hook_(*op, result, fault_context_);
+    if (op->time_limit_ns > 0 && (result == -ECANCELED || result == -EINTR)) {
+        // The linked timeout fired: the device did not answer in time.
+        op->result = -ETIMEDOUT;
+        finish(op);
+        return;
+    }
 
     if (result == -EAGAIN || result == -EINTR) {
         if (++op->retries <= kAgainRetriesMax) {

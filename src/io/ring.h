@@ -7,7 +7,9 @@
 //     buffer + done) until complete;
 //   - -EAGAIN and -EINTR are resubmitted after a 200 us pause, up to 1000 times;
 //   - a read that reaches end of file before it is complete fails with -EIO (never zeros);
-//   - a socket receive that sees end of stream completes with the bytes received so far.
+//   - a socket receive that sees end of stream completes with the bytes received so far;
+//   - a read, write or fdatasync with a time limit that it exceeds fails with -ETIMEDOUT
+//     (through a linked IORING_OP_LINK_TIMEOUT).
 // In-flight operations are capped at the completion queue size, so completions never
 // overflow; ops beyond the cap wait in a backlog and are submitted as others complete.
 //
@@ -62,7 +64,10 @@ struct IoOp {
     int mode = 0;             // fallocate mode, or recv/send flags.
     uint32_t retries = 0;     // -EAGAIN retries so far.
     msghdr message{};         // kSendmsg: iovecs advance as bytes are sent.
-    __kernel_timespec timeout{};
+    __kernel_timespec timeout{};  // kTimeout's duration, or the time limit below.
+    // Time limit for a read, write or fdatasync, 0 for none. An op that does not complete
+    // in time is cancelled and fails with -ETIMEDOUT.
+    uint64_t time_limit_ns = 0;
     IoWaiter* waiter = nullptr;
     IoOp* next_backlog = nullptr;
 };
