@@ -18,6 +18,10 @@ bool should_log(uint64_t count_after) {
     return count_after <= 10 || (count_after & (count_after - 1)) == 0;
 }
 
+// Read errors a device may return before it is failed instead of repaired block by block:
+// one bad sector is worth a rewrite, a dying disk is not worth retrying forever.
+constexpr uint64_t kReadErrorsBeforeFailing = 1024;
+
 // Ops submitted per batch; runs beyond it go in further rounds.
 constexpr uint32_t kOpsPerBatch = 2 * kGroupWidthMax;
 
@@ -142,6 +146,10 @@ Task<int> GroupIo::read_blocks_isolating_errors(uint32_t position, uint32_t row,
         if (ops[r - row].result < 0) {
             state(position, r) = BlockState::kBad;
             uint64_t count = device->errors.read.fetch_add(1, std::memory_order_relaxed) + 1;
+            if (count == kReadErrorsBeforeFailing) {
+                array.fail_device(members[position], device,
+                                  "too many read errors (" + std::to_string(count) + ")");
+            }
             if (should_log(count)) {
                 spdlog::warn("{}: member {} ({}): read error at block {}: {} ({} so far)",
                              array.name(), members[position], device->path,
