@@ -22,10 +22,19 @@ int main(int argc, char** argv) {
     ecraid::add_create_command(app);
     ecraid::add_inspect_command(app);
     ecraid::add_serve_command(app);
+    ecraid::add_status_command(app);
+    ecraid::add_admin_commands(app);
+    ecraid::add_scrub_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& error) {
-        return app.exit(error);
+        int code = app.exit(error);
+        // CLI11 numbers its usage errors from 100 up (for example 106 for a missing argument);
+        // ecraid reports them all as kExitUsage. Commands end with CLI::RuntimeError and their
+        // own code.
+        bool from_command = dynamic_cast<const CLI::RuntimeError*>(&error) != nullptr;
+        if (code != ecraid::kExitOk && !from_command) return ecraid::kExitUsage;
+        return code;
     }
     return ecraid::kExitOk;
 }
