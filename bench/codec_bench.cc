@@ -353,6 +353,8 @@ void register_all() {
     benchmark::RegisterBenchmark("ZeroCheck/4KiB/memcmp", zero_check_memcmp);
     benchmark::RegisterBenchmark("ZeroCheck/4KiB/word_or", zero_check_word_or);
 
+    // vzeroupper is an AVX instruction, and without AVX there is no upper state to clear.
+    if (!__builtin_cpu_supports("avx")) return;
     benchmark::RegisterBenchmark("UpperState/sse_only", upper_state, Dirty::kNone, false);
     benchmark::RegisterBenchmark("UpperState/after_xxh3", upper_state, Dirty::kXxh3, false);
     benchmark::RegisterBenchmark("UpperState/after_xxh3_vzeroupper", upper_state, Dirty::kXxh3,
@@ -367,7 +369,7 @@ void register_all() {
 
 int main(int argc, char** argv) {
 #ifndef NDEBUG
-    benchmark::AddCustomContext("warning", "assertions are enabled; build with -DNDEBUG");
+    benchmark::AddCustomContext("warning", "assertions are enabled (build with -DNDEBUG)");
 #endif
 #ifndef __OPTIMIZE__
     benchmark::AddCustomContext("warning", "built without optimization");
