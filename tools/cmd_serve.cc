@@ -213,7 +213,7 @@ int serve(ServeOptions options) {
     if (!options.read_only) {
         ControlServerOptions control_options;
         control_options.socket_path =
-            options.control_path.empty() ? default_control_path() : options.control_path;
+            options.control_path.empty() ? control_path_for_array(array->name()) : options.control_path;
         auto started = ControlServer::start(served, control_options);
         if (!started.ok()) {
             fmt::print(stderr, "ecraid serve: control socket: {}\n", started.status().to_string());

@@ -14,6 +14,7 @@ void add_status_command(CLI::App& app);
 // fail, replace, add-spare and remove.
 void add_admin_commands(CLI::App& app);
 void add_scrub_command(CLI::App& app);
+void add_check_command(CLI::App& app);
 
 // Exit codes shared by the commands.
 inline constexpr int kExitOk = 0;

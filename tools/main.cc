@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
     ecraid::add_status_command(app);
     ecraid::add_admin_commands(app);
     ecraid::add_scrub_command(app);
+    ecraid::add_check_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& error) {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "control/control_client.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -13,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -97,12 +99,37 @@ Status invalid_response(const std::string& path, std::string_view problem) {
 
 }  // namespace
 
+namespace {
+
+std::string control_directory() {
+    const char* runtime = std::getenv("XDG_RUNTIME_DIR");
+    if (runtime != nullptr && runtime[0] != '\0') return runtime;
+    return "/tmp";
+}
+
+}  // namespace
+
+std::string control_path_for_array(const std::string& array_name) {
+    return control_directory() + "/ecraid-" + array_name + ".ctl";
+}
+
 std::string default_control_path() {
     const char* configured = std::getenv("ECRAID_CONTROL");
     if (configured != nullptr && configured[0] != '\0') return configured;
-    const char* runtime = std::getenv("XDG_RUNTIME_DIR");
-    if (runtime != nullptr && runtime[0] != '\0') return std::string(runtime) + "/ecraid.ctl";
-    return "/tmp/ecraid.ctl";
+    // Each served array has its own socket; when exactly one exists, that is the one meant.
+    std::string directory = control_directory();
+    std::vector<std::string> found;
+    if (DIR* listing = opendir(directory.c_str())) {
+        while (dirent* entry = readdir(listing)) {
+            std::string_view name(entry->d_name);
+            if (name.starts_with("ecraid-") && name.ends_with(".ctl")) {
+                found.push_back(directory + "/" + std::string(name));
+            }
+        }
+        closedir(listing);
+    }
+    if (found.size() == 1) return found.front();
+    return directory + "/ecraid.ctl";
 }
 
 ControlClient::ControlClient(int fd, std::string socket_path, ControlClientOptions options)

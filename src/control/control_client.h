@@ -13,10 +13,13 @@
 
 namespace ecraid {
 
-// Returns the control socket path for when none is given: $ECRAID_CONTROL if set and not
-// empty, else $XDG_RUNTIME_DIR/ecraid.ctl, else /tmp/ecraid.ctl. Serve and the client
-// commands both use it, so they meet without options.
+// Returns the control socket path the client commands use when none is given:
+// $ECRAID_CONTROL if set and not empty; else the only ecraid-*.ctl socket in $XDG_RUNTIME_DIR
+// (or /tmp), which is the one `serve` made for its array; else ecraid.ctl there.
 std::string default_control_path();
+// The control socket `serve` uses for an array when --control is not given:
+// $XDG_RUNTIME_DIR (or /tmp) /ecraid-NAME.ctl.
+std::string control_path_for_array(const std::string& array_name);
 
 struct ControlClientOptions {
     // Limit for connecting and for each response. The server returns status at once and runs
