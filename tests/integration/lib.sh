@@ -263,6 +263,11 @@ start_server() {
         sleep 0.05
     done
 
+    # serve prints the URI after it starts listening (and after adding --spare devices), so
+    # the line can come a moment after the first handshake.
+    until [[ -s $stdout_path ]] || ((SECONDS >= deadline)) || ! process_running "$server_pid"; do
+        sleep 0.05
+    done
     local printed_uri
     printed_uri=$(head -n 1 "$stdout_path")
     [[ $printed_uri == "$export_uri" ]] ||
@@ -464,4 +469,428 @@ unmount_filesystem_quietly() {
     [[ -n ${mounted:-} ]] || return 0
     umount "$mount_dir" 2>/dev/null || umount -l "$mount_dir"
     mounted=
+}
+
+# ----- Admin commands, status and rebuilds -----
+
+# Seconds a rebuild, a state change or a resync may take in the tests that wait for one.
+# Unthrottled rebuilds of the test members take a few seconds.
+readonly ARRAY_WAIT_TIMEOUT_SECONDS=120
+
+# Runs an ecraid admin command (fail, replace, add-spare, remove, scrub) against the
+# running server and fails with its output unless it succeeds.
+# Usage: run_admin COMMAND [ARGS...], for example `run_admin fail "${members[1]}"`.
+run_admin() {
+    local command=$1
+    shift
+    local output=$test_dir/admin.out
+    if ! "$ecraid" "$command" --control "$control_socket_path" "$@" >"$output" 2>&1; then
+        cat "$output" >&2
+        fail_with_server_log "ecraid $command $* failed"
+    fi
+    note "ecraid $command $*: $(head -n 1 "$output")"
+}
+
+# Saves `ecraid status --json` of the running server to $status_file, which is always
+# $test_dir/status.json, so that the functions that read it also work after a save_status
+# in a subshell such as $(array_state).
+save_status() {
+    status_file=$test_dir/status.json
+    "$ecraid" status --control "$control_socket_path" --json >"$status_file" 2>"$test_dir/status.err" ||
+        fail_with_server_log "ecraid status failed: $(cat "$test_dir/status.err")"
+}
+
+# Prints the array state from the running server: optimal, degraded, rebuilding or failed.
+array_state() {
+    save_status
+    json_get "$status_file" state
+}
+
+# Prints a field of the member with the given path from the last save_status, or "absent"
+# when status lists no member with that path. Usage: member_field PATH KEY [KEY...], for
+# example `member_field "$path" state` or `member_field "$path" errors read`.
+member_field() {
+    "$PYTHON" - "$test_dir/status.json" "$@" <<'PY'
+import json
+import sys
+
+status = json.load(open(sys.argv[1]))
+path, keys = sys.argv[2], sys.argv[3:]
+matches = [member for member in status["members"] if member["path"] == path]
+if len(matches) > 1:
+    sys.exit(f"status lists {len(matches)} members with the path {path}")
+if not matches:
+    print("absent")
+    sys.exit(0)
+value = matches[0]
+for key in keys:
+    value = value[key]
+print(value if isinstance(value, str) else json.dumps(value))
+PY
+}
+
+# Prints the path of the member with the given role from the last save_status, or "absent".
+member_path_of_role() {
+    "$PYTHON" - "$test_dir/status.json" "$1" <<'PY'
+import json
+import sys
+
+status = json.load(open(sys.argv[1]))
+paths = [member["path"] for member in status["members"] if member["role"] == sys.argv[2]]
+print(paths[0] if len(paths) == 1 else "absent")
+PY
+}
+
+# Fails, printing the status, unless the member with the path has the state (active,
+# faulty, rebuilding, spare, missing, or absent when status does not list it). Uses the
+# last save_status.
+expect_member_state() {
+    local path=$1 expected=$2 actual
+    actual=$(member_field "$path" state)
+    if [[ $actual != "$expected" ]]; then
+        cat "$test_dir/status.json" >&2
+        fail_with_server_log "member $path is $actual, expected $expected"
+    fi
+}
+
+# Fails, printing the status, unless the running server reports the array state.
+expect_array_state() {
+    local expected=$1 actual
+    status_file=$test_dir/status.json
+    actual=$(array_state)
+    if [[ $actual != "$expected" ]]; then
+        cat "$status_file" >&2
+        fail_with_server_log "array state is $actual, expected $expected"
+    fi
+}
+
+# Polls the running server until the array state is the expected one, then saves that
+# status. Fails after the timeout. Usage: wait_for_array_state STATE [TIMEOUT_SECONDS].
+wait_for_array_state() {
+    local expected=$1 timeout_seconds=${2:-$ARRAY_WAIT_TIMEOUT_SECONDS}
+    local deadline=$((SECONDS + timeout_seconds)) actual
+    status_file=$test_dir/status.json
+    while true; do
+        expect_server_running
+        actual=$(array_state)
+        [[ $actual != "$expected" ]] || return 0
+        if ((SECONDS >= deadline)); then
+            cat "$status_file" >&2
+            fail_with_server_log "array state is still $actual after $timeout_seconds s, expected $expected"
+        fi
+        sleep 0.1
+    done
+}
+
+# Polls the running server until the member with the path has the state, then saves that
+# status. Fails after the timeout. Usage: wait_for_member_state PATH STATE [TIMEOUT_SECONDS].
+wait_for_member_state() {
+    local path=$1 expected=$2 timeout_seconds=${3:-$ARRAY_WAIT_TIMEOUT_SECONDS}
+    local deadline=$((SECONDS + timeout_seconds)) actual
+    status_file=$test_dir/status.json
+    while true; do
+        expect_server_running
+        save_status
+        actual=$(member_field "$path" state)
+        [[ $actual != "$expected" ]] || return 0
+        if ((SECONDS >= deadline)); then
+            cat "$status_file" >&2
+            fail_with_server_log "member $path is still $actual after $timeout_seconds s, expected $expected"
+        fi
+        sleep 0.1
+    done
+}
+
+# Polls the running server until its status shows a rebuild, then saves that status and
+# prints the rebuild's progress (0 to 1). Fails if the array is optimal again first, that
+# is, if the rebuild never showed or finished between two polls.
+wait_for_rebuild_start() {
+    local deadline=$((SECONDS + ARRAY_WAIT_TIMEOUT_SECONDS)) state
+    status_file=$test_dir/status.json
+    while true; do
+        expect_server_running
+        state=$(array_state)
+        if [[ $state == rebuilding ]] && json_get "$status_file" rebuild progress >/dev/null 2>&1; then
+            json_get "$status_file" rebuild progress
+            return 0
+        fi
+        ((SECONDS < deadline)) || fail_with_server_log "no rebuild started within $ARRAY_WAIT_TIMEOUT_SECONDS s (state $state)"
+        sleep 0.05
+    done
+}
+
+# Stops the running server with SIGKILL, as a crash would, and reaps it.
+kill_server() {
+    [[ -n $server_pid ]] || fail "kill_server: no server is running"
+    local pid=$server_pid
+    server_pid=
+    kill -KILL "$pid" || fail "could not send SIGKILL to ecraid serve (pid $pid)"
+    wait "$pid" 2>/dev/null || true
+    note "server $pid killed with SIGKILL"
+}
+
+# Prints the server log lines that match an extended regular expression, failing when none
+# does. Usage: expect_log_line PATTERN [LOG].
+expect_log_line() {
+    local pattern=$1 log=${2:-$server_log}
+    if ! grep -E -- "$pattern" "$log"; then
+        echo "----- $log -----" >&2
+        cat "$log" >&2
+        fail "no line of $log matches /$pattern/"
+    fi
+}
+
+# Creates an empty member file of $member_size, for replace, add-spare and --spare.
+make_member_file() {
+    truncate -s "$member_size" "$1" || fail "could not create member file $1"
+}
+
+# Writes a file of random bytes as large as the whole export into the export and flushes.
+# Sets image to its path. Usage: write_random_image [NAME].
+write_random_image() {
+    image=$test_dir/${1:-image}
+    head -c "$capacity_bytes" /dev/urandom >"$image"
+    timeout --kill-after=10 300 nbdcopy --flush "$image" "$export_uri" ||
+        fail_with_server_log "nbdcopy of $image into the export failed"
+}
+
+# Reads the whole export with nbdcopy and fails unless it equals the file, which has the
+# size of the export. Usage: expect_export_equals FILE WHEN, where WHEN completes the
+# sentence "the export differs from FILE WHEN".
+expect_export_equals() {
+    local expected=$1 when=$2 copy=$test_dir/readback
+    rm -f "$copy"
+    timeout --kill-after=10 300 nbdcopy "$export_uri" "$copy" ||
+        fail_with_server_log "nbdcopy out of the export failed $when"
+    if ! cmp "$expected" "$copy" >&2; then
+        fail_with_server_log "the export differs from $expected $when"
+    fi
+    rm -f "$copy"
+    note "the export equals $(basename "$expected") $when"
+}
+
+# ----- Fault-injecting members -----
+#
+# A fault-injecting member is a plain file served by nbdkit's file plugin through its error
+# and delay filters, and mounted back as a regular file with nbdfuse. The test gives the
+# mounted file to ecraid create and serve as the member, so the real server meets real I/O
+# errors while it runs. Faults are switched by trigger files, which nbdkit's error filter
+# checks on every request:
+#     $fault_dir/ROLE.read-errors    while it exists, every read of the member fails with EIO
+#     $fault_dir/ROLE.write-errors   while it exists, every write, zero and trim fails
+# NOTE: the error filter of nbdkit 1.32 applies to whole request types, not to offset
+# ranges, so a test chooses the offsets by sending only the requests it means while a
+# trigger exists.
+# A delay (milliseconds per read and write) is fixed when the member starts.
+# pause_fault_member makes every later request hang until resume_fault_member (nbdkit's
+# pause filter), and vanish_fault_member stops nbdkit, so that every later request to the
+# member fails.
+
+# Exits 77 unless nbdkit with its error and delay filters, nbdfuse and FUSE are available.
+require_fault_injection() {
+    require_root
+    require_tools nbdkit nbdfuse fusermount3 mountpoint
+    [[ -c /dev/fuse ]] || skip "/dev/fuse is missing, so FUSE is unavailable"
+    { : <>/dev/fuse; } 2>/dev/null || skip "cannot open /dev/fuse"
+    local filter
+    for filter in error delay pause; do
+        nbdkit --filter="$filter" null --version >/dev/null 2>&1 ||
+            skip "nbdkit has no $filter filter (install nbdkit's filters)"
+    done
+}
+
+# Replaces members[ROLE] with a fault-injecting member whose data lives in
+# $fault_dir/ROLE.backing. Usage: start_fault_member ROLE [DELAY_MS].
+start_fault_member() {
+    local role=$1 delay_ms=${2:-0}
+    fault_dir=$test_dir/faults
+    mkdir -p "$fault_dir"
+    if [[ -z ${fault_cleanup_registered:-} ]]; then
+        declare -gA fault_nbdkit_pids=() fault_nbdfuse_pids=()
+        defer stop_fault_members
+        fault_cleanup_registered=1
+    fi
+
+    local base=$fault_dir/$role
+    local mount_dir=$base.mnt nbdkit_socket=$base.sock
+    rm -f "$base.read-errors" "$base.write-errors" "$base.nbdkit.pid" "$base.nbdfuse.pid"
+    truncate -s "$member_size" "$base.backing"
+    mkdir -p "$mount_dir"
+
+    nbdkit --foreground --unix "$nbdkit_socket" --pidfile "$base.nbdkit.pid" \
+        --filter=error --filter=delay --filter=pause file file="$base.backing" \
+        pause-control="$base.pause.sock" \
+        error-pread=EIO error-pread-rate=100% error-pread-file="$base.read-errors" \
+        error-pwrite=EIO error-pwrite-rate=100% error-pwrite-file="$base.write-errors" \
+        error-zero=EIO error-zero-rate=100% error-zero-file="$base.write-errors" \
+        error-trim=EIO error-trim-rate=100% error-trim-file="$base.write-errors" \
+        delay-read="${delay_ms}ms" delay-write="${delay_ms}ms" \
+        2>"$base.nbdkit.err" &
+    fault_nbdkit_pids[$role]=$!
+    wait_for_pid_file "$base.nbdkit.pid" "${fault_nbdkit_pids[$role]}" "nbdkit for member $role" \
+        "$base.nbdkit.err"
+
+    nbdfuse -P "$base.nbdfuse.pid" "$mount_dir" "nbd+unix:///?socket=$nbdkit_socket" \
+        2>"$base.nbdfuse.err" &
+    fault_nbdfuse_pids[$role]=$!
+    wait_for_pid_file "$base.nbdfuse.pid" "${fault_nbdfuse_pids[$role]}" "nbdfuse for member $role" \
+        "$base.nbdfuse.err"
+    [[ -f $mount_dir/nbd ]] || fail "nbdfuse did not create $mount_dir/nbd"
+
+    members[role]=$mount_dir/nbd
+    note "member $role is fault-injecting: ${members[role]} (nbdkit ${fault_nbdkit_pids[$role]}, nbdfuse ${fault_nbdfuse_pids[$role]}, delay ${delay_ms} ms)"
+}
+
+# Waits until a process writes its PID file, which nbdkit and nbdfuse do once they serve.
+# Usage: wait_for_pid_file PID_FILE PID DESCRIPTION ERROR_LOG.
+wait_for_pid_file() {
+    local pid_file=$1 pid=$2 description=$3 error_log=$4
+    local deadline=$((SECONDS + 30))
+    until [[ -s $pid_file ]]; do
+        if ! process_running "$pid"; then
+            cat "$error_log" >&2
+            fail "$description exited before it was ready"
+        fi
+        ((SECONDS < deadline)) || fail "$description did not become ready within 30 s"
+        sleep 0.05
+    done
+}
+
+# Makes requests to the fault-injecting member fail with EIO until clear_faults.
+# Usage: inject_faults ROLE read|write|all.
+inject_faults() {
+    local base=$fault_dir/$1
+    case $2 in
+        read) touch "$base.read-errors" ;;
+        write) touch "$base.write-errors" ;;
+        all) touch "$base.read-errors" "$base.write-errors" ;;
+        *) fail "inject_faults: unknown fault kind '$2', expected read, write or all" ;;
+    esac
+    note "member $1: $2 requests now fail with EIO"
+}
+
+clear_faults() {
+    rm -f "$fault_dir/$1.read-errors" "$fault_dir/$1.write-errors"
+    note "member $1: faults cleared"
+}
+
+# Sends a command to the pause filter of a fault-injecting member and waits for its reply.
+# The command p pauses (nbdkit holds every later request) and r resumes.
+send_pause_command() {
+    local role=$1 command=$2
+    "$PYTHON" - "$fault_dir/$role.pause.sock" "$command" <<'PY' ||
+import socket
+import sys
+
+path, command = sys.argv[1], sys.argv[2]
+with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as control:
+    control.settimeout(60)
+    control.connect(path)
+    control.sendall(command.encode())
+    answer = control.recv(1).decode()
+if answer != command.upper():
+    sys.exit(f"the pause filter answered {answer!r} to {command!r}, expected {command.upper()!r}")
+PY
+        fail "the pause filter of member $role did not take the command '$command'"
+}
+
+# Makes every later request to the fault-injecting member hang until resume_fault_member.
+pause_fault_member() {
+    send_pause_command "$1" p
+    note "member $1: requests now hang"
+}
+
+resume_fault_member() {
+    send_pause_command "$1" r
+    note "member $1: requests resumed"
+}
+
+# Stops the nbdkit behind a fault-injecting member, so that the member vanishes: nbdfuse
+# stays mounted and fails every later request.
+vanish_fault_member() {
+    local role=$1
+    [[ -n ${fault_nbdkit_pids[$role]:-} ]] || fail "member $role has no running nbdkit"
+    terminate_process "${fault_nbdkit_pids[$role]}" 30 || true
+    fault_nbdkit_pids[$role]=
+    note "member $role vanished: its nbdkit is stopped"
+}
+
+# Cleanup: stops the server first, because it holds the mounted members open, then
+# unmounts every nbdfuse mount (which ends nbdfuse) and stops every nbdkit.
+stop_fault_members() {
+    stop_server_quietly
+    local role pid
+    for role in "${!fault_nbdfuse_pids[@]}"; do
+        pid=${fault_nbdfuse_pids[$role]}
+        [[ -n $pid ]] || continue
+        fusermount3 -u "$fault_dir/$role.mnt" 2>/dev/null || fusermount3 -u -z "$fault_dir/$role.mnt" 2>/dev/null
+        terminate_after "$pid" 30 || true
+        fault_nbdfuse_pids[$role]=
+    done
+    for role in "${!fault_nbdkit_pids[@]}"; do
+        pid=${fault_nbdkit_pids[$role]}
+        [[ -n $pid ]] || continue
+        terminate_process "$pid" 30 || true
+        fault_nbdkit_pids[$role]=
+    done
+}
+
+# ----- Ranges of the export -----
+
+# Writes the bytes of a file into the export at a byte offset, flushes, and copies the same
+# bytes into the local image at that offset, so that the image stays what the export should
+# return. Usage: write_export_range FILE OFFSET IMAGE.
+write_export_range() {
+    local file=$1 offset=$2 image_path=$3
+    "$PYTHON" - "$export_uri" "$file" "$offset" <<'PY' || fail_with_server_log "writing $file at offset $offset of the export failed"
+import sys
+
+import nbd
+
+handle = nbd.NBD()
+handle.connect_uri(sys.argv[1])
+handle.pwrite(open(sys.argv[2], "rb").read(), int(sys.argv[3]))
+handle.flush()
+handle.shutdown()
+PY
+    dd if="$file" of="$image_path" bs=64K oflag=seek_bytes seek="$offset" conv=notrunc status=none
+}
+
+# Sends an NBD FLUSH to the export. After a flush the server clears the write-intent bits
+# of idle regions, so the next write into them writes the bitmap first.
+flush_export() {
+    "$PYTHON" - "$export_uri" <<'PY' || fail_with_server_log "NBD FLUSH of the export failed"
+import sys
+
+import nbd
+
+handle = nbd.NBD()
+handle.connect_uri(sys.argv[1])
+handle.flush()
+handle.shutdown()
+PY
+}
+
+# Reads LENGTH bytes of the export at OFFSET with one connection and fails unless they
+# equal the same bytes of the image. Usage: expect_export_range_equals IMAGE OFFSET LENGTH.
+expect_export_range_equals() {
+    "$PYTHON" - "$export_uri" "$@" <<'PY' || fail_with_server_log "the export at offset $2, length $3 does not equal $1"
+import sys
+
+import nbd
+
+uri, image_path, offset, length = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+with open(image_path, "rb") as image:
+    image.seek(offset)
+    expected = image.read(length)
+handle = nbd.NBD()
+handle.connect_uri(uri)
+step = 1024 * 1024
+for position in range(0, length, step):
+    size = min(step, length - position)
+    actual = handle.pread(size, offset + position)
+    if actual != expected[position:position + size]:
+        sys.exit(f"bytes {offset + position}..{offset + position + size} differ from the image")
+handle.shutdown()
+PY
 }
