@@ -751,7 +751,7 @@ Task<void> ServedArray::scrub_loop(uint64_t from_stripe) {
 
 Status ServedArray::scrub_start(uint64_t rate_bytes_per_second) {
     std::lock_guard lock(mutex_);
-    if (rate_bytes_per_second > 0) scrub_rate_.store(rate_bytes_per_second);
+    // A rejected start changes nothing, so the rate is stored only once the start is accepted.
     if (scrub_loop_active_.load()) {
         return Status::error(Code::kExists, "a scrub is already running; see `ecraid scrub status`");
     }
@@ -759,6 +759,7 @@ Status ServedArray::scrub_start(uint64_t rate_bytes_per_second) {
         return Status::error(Code::kExists,
                              "a scrub is paused; continue it with `ecraid scrub resume`");
     }
+    if (rate_bytes_per_second > 0) scrub_rate_.store(rate_bytes_per_second);
     scrub_checked_bytes_.store(0);
     scrub_repaired_.store(0);
     scrub_unrecoverable_.store(0);
