@@ -894,3 +894,292 @@ for position in range(0, length, step):
 handle.shutdown()
 PY
 }
+
+# ----- Member bytes, checksum tables, check and scrub -----
+#
+# These helpers damage member files directly, the way a disk that returns wrong data
+# without an error would, through member_io.py. Its O_DIRECT writes reach a running server
+# at once, because the server opens its members with O_DIRECT and caches no data blocks.
+# The server does cache checksum table pages, so tests change table entries only while the
+# array is stopped.
+
+readonly MEMBER_IO=("$PYTHON" "$TEST_SOURCE_DIR/member_io.py")
+readonly BLOCK_BYTES=4096
+# Seconds a scrub of the test members may take when it runs without a rate limit.
+readonly SCRUB_WAIT_TIMEOUT_SECONDS=120
+
+# Sets the layout of the array from `ecraid inspect --json` of every member. It sets:
+#     level_name, chunk_bytes, stripe_count, stripe_data_bytes
+#     data_count (k), parity_count (m), group_width (k + m), rows_per_chunk (4 KiB blocks)
+#     data_offsets[ROLE], checksum_table_offsets[ROLE]   byte offsets in the member file
+# Only single-group levels (raid1, raid5, raid6, rs) are supported.
+load_member_layout() {
+    local fields
+    fields=$("$ecraid" inspect --json "${members[0]}" | "$PYTHON" -c '
+import json
+import sys
+
+superblock = json.load(sys.stdin)["superblock"]
+print(superblock["level"], superblock["chunk_bytes"], superblock["member_data_bytes_used"],
+      superblock["capacity_bytes"], superblock["data_count"], superblock["parity_count"],
+      superblock["member_count"])
+') || fail "ecraid inspect --json ${members[0]} failed"
+    local member_data_bytes capacity layout_member_count
+    read -r level_name chunk_bytes member_data_bytes capacity data_count parity_count \
+        layout_member_count <<<"$fields"
+    case $level_name in
+        raid1 | raid5 | raid6 | rs) ;;
+        *) fail "load_member_layout: level $level_name has more than one group per stripe" ;;
+    esac
+    ((layout_member_count == member_count)) ||
+        fail "inspect reports $layout_member_count members, the configuration has $member_count"
+    group_width=$((data_count + parity_count))
+    stripe_count=$((member_data_bytes / chunk_bytes))
+    stripe_data_bytes=$((capacity / stripe_count))
+    rows_per_chunk=$((chunk_bytes / BLOCK_BYTES))
+
+    data_offsets=() checksum_table_offsets=()
+    local role
+    for ((role = 0; role < member_count; role++)); do
+        fields=$("$ecraid" inspect --json "${members[role]}" | "$PYTHON" -c '
+import json
+import sys
+
+layout = json.load(sys.stdin)["superblock"]["layout"]
+print(layout["data_offset"], layout["checksum_table_offset"])
+') || fail "ecraid inspect --json ${members[role]} failed"
+        read -r "data_offsets[role]" "checksum_table_offsets[role]" <<<"$fields"
+    done
+    note "layout: $level_name k=$data_count m=$parity_count, $stripe_count stripes of $chunk_bytes-byte chunks, data at ${data_offsets[0]}"
+}
+
+# Prints the role of the member that stores codeword position POSITION (0..k-1 data, then
+# parity or copies) of STRIPE. raid5, raid6 and rs rotate left-symmetrically: position p of
+# stripe s lives on member (p - s) mod n. raid1 does not rotate.
+# Usage: role_of_position STRIPE POSITION.
+role_of_position() {
+    local stripe=$1 position=$2
+    if [[ $level_name == raid1 ]]; then
+        echo "$position"
+    else
+        echo $(((position - stripe % member_count + member_count) % member_count))
+    fi
+}
+
+# Prints the codeword positions of STRIPE in the order a client read uses them: first the
+# positions a read loads, then those it leaves alone while everything verifies. That is
+# data then parity, except for mirrors, which serve stripe s from copy s mod n and keep the
+# other copies in reserve.
+# Usage: positions=($(positions_in_read_order STRIPE)).
+positions_in_read_order() {
+    local stripe=$1 index
+    for ((index = 0; index < group_width; index++)); do
+        if ((data_count == 1)); then
+            echo $(((stripe + index) % group_width))
+        else
+            echo "$index"
+        fi
+    done
+}
+
+# Prints the byte offset in the member file of ROLE of the given 4 KiB row (default 0) of the
+# chunk of STRIPE. Usage: chunk_offset ROLE STRIPE [ROW].
+chunk_offset() {
+    local role=$1 stripe=$2 row=${3:-0}
+    echo $((data_offsets[role] + stripe * chunk_bytes + row * BLOCK_BYTES))
+}
+
+# Prints the index of a 4 KiB block in the data area, which is its checksum table entry
+# and the seed of its checksum. Usage: block_index STRIPE ROW.
+block_index() {
+    echo $(($1 * rows_per_chunk + $2))
+}
+
+# Prints the export offset of data position POSITION (0..k-1) of STRIPE.
+# Usage: export_offset STRIPE POSITION.
+export_offset() {
+    echo $(($1 * stripe_data_bytes + $2 * chunk_bytes))
+}
+
+# Damages every 4 KiB block of a byte range of the member file of ROLE: in each block a run of
+# 1 to 64 bytes is XORed with non-zero random bytes, so every block changes. The runs
+# derive from the test seed. Usage: corrupt_member_range ROLE OFFSET LENGTH.
+corrupt_member_range() {
+    local role=$1 offset=$2 length=$3
+    corruption_count=$((${corruption_count:-0} + 1))
+    "${MEMBER_IO[@]}" corrupt "${members[role]}" "$offset" "$length" \
+        $((test_seed * 1000 + corruption_count)) ||
+        fail "could not corrupt $length bytes at offset $offset of ${members[role]}"
+    note "corrupted $((length / BLOCK_BYTES)) block(s) at offset $offset of member $role"
+}
+
+# Copies a byte range of the member file of ROLE into $test_dir/NAME and prints that path.
+# Usage: saved=$(save_member_range ROLE OFFSET LENGTH NAME).
+save_member_range() {
+    local role=$1 offset=$2 length=$3 path=$test_dir/$4
+    "${MEMBER_IO[@]}" read "${members[role]}" "$offset" "$length" "$path" ||
+        fail "could not read $length bytes at offset $offset of ${members[role]}"
+    echo "$path"
+}
+
+# Fails unless the member file of ROLE at OFFSET contains the bytes of FILE. WHEN completes the
+# sentence "member ROLE at OFFSET differs from FILE WHEN".
+# Usage: expect_member_range_equals ROLE OFFSET FILE WHEN.
+expect_member_range_equals() {
+    local role=$1 offset=$2 expected=$3 when=$4 actual=$test_dir/member-range.actual
+    "${MEMBER_IO[@]}" read "${members[role]}" "$offset" "$(stat -c %s "$expected")" "$actual" ||
+        fail "could not read offset $offset of ${members[role]}"
+    if ! cmp "$expected" "$actual" >&2; then
+        fail_with_server_log "member $role at offset $offset differs from $(basename "$expected") $when"
+    fi
+    rm -f "$actual"
+}
+
+# Prints the XXH3-64 of the current bytes of data block INDEX of ROLE, seeded with INDEX, as
+# 0x and 16 hex digits: the value its checksum table entry should contain.
+# Usage: member_block_checksum ROLE INDEX.
+member_block_checksum() {
+    "${MEMBER_IO[@]}" block-checksum "${members[$1]}" "${data_offsets[$1]}" "$2" ||
+        fail "could not compute the checksum of block $2 of ${members[$1]}"
+}
+
+# Prints checksum table entry INDEX of ROLE as 0x and 16 hex digits.
+# Usage: checksum_entry ROLE INDEX.
+checksum_entry() {
+    "${MEMBER_IO[@]}" get-entry "${members[$1]}" "${checksum_table_offsets[$1]}" "$2" ||
+        fail "could not read checksum table entry $2 of ${members[$1]}"
+}
+
+# Stores VALUE as checksum table entry INDEX of ROLE. Only while the array is stopped.
+# Usage: set_checksum_entry ROLE INDEX VALUE.
+set_checksum_entry() {
+    "${MEMBER_IO[@]}" set-entry "${members[$1]}" "${checksum_table_offsets[$1]}" "$2" "$3" ||
+        fail "could not write checksum table entry $2 of ${members[$1]}"
+}
+
+# Exits 77 unless member_io.py can compute XXH3 checksums with libxxhash.
+require_xxhash() {
+    local probe=$test_dir/xxhash-probe status=0
+    head -c "$BLOCK_BYTES" /dev/zero >"$probe"
+    "${MEMBER_IO[@]}" block-checksum "$probe" 0 0 >/dev/null 2>&1 || status=$?
+    ((status != SKIP_EXIT_CODE)) || skip "libxxhash cannot be loaded by $PYTHON (install libxxhash0)"
+    ((status == 0)) || fail "member_io.py block-checksum failed with status $status"
+}
+
+# Runs `ecraid check --json [OPTIONS]` on the stopped array and fails unless it exits with
+# EXPECTED_STATUS (0 consistent, 1 damage found, 2 unrecoverable). Saves its output to
+# $check_file for check_field. Usage: run_check EXPECTED_STATUS [--repair].
+run_check() {
+    local expected=$1
+    shift
+    check_count=$((${check_count:-0} + 1))
+    check_file=$test_dir/check.$check_count.json
+    local error_log=$test_dir/check.$check_count.err status=0
+    timeout --kill-after=10 300 "$ecraid" check --json "$@" "${members[@]}" \
+        >"$check_file" 2>"$error_log" || status=$?
+    if ((status != expected)); then
+        cat "$check_file" "$error_log" >&2
+        fail "ecraid check $* exited with status $status, expected $expected"
+    fi
+    note "ecraid check${*:+ $*}: exit $status, $(check_field result), $(check_field bad_blocks) bad blocks, $(check_field parity_mismatches) parity mismatches"
+}
+
+# Prints a field of the last run_check's JSON output. Usage: check_field KEY.
+check_field() {
+    json_get "$check_file" "$@"
+}
+
+# Fails unless a field of the last run_check's output passes the test OPERATOR VALUE, where
+# OPERATOR is a test(1) operator (-eq, -ge, ==). Usage: expect_check_field KEY OPERATOR VALUE.
+expect_check_field() {
+    local key=$1 operator=$2 expected=$3 actual
+    actual=$(check_field "$key")
+    if ! [ "$actual" "$operator" "$expected" ]; then
+        cat "$check_file" >&2
+        fail "ecraid check reported $key $actual, expected $operator $expected"
+    fi
+}
+
+# Saves `ecraid scrub status --json` of the running server to $scrub_file.
+save_scrub_status() {
+    scrub_file=$test_dir/scrub.json
+    "$ecraid" scrub status --control "$control_socket_path" --json >"$scrub_file" \
+        2>"$test_dir/scrub.err" ||
+        fail_with_server_log "ecraid scrub status failed: $(cat "$test_dir/scrub.err")"
+}
+
+# Prints a field of the last save_scrub_status. Usage: scrub_field KEY.
+scrub_field() {
+    json_get "$scrub_file" "$@"
+}
+
+# Polls the running server until the scrub state is STATE (idle, running or paused), then
+# leaves that status in $scrub_file. Usage: wait_for_scrub_state STATE [TIMEOUT_SECONDS].
+wait_for_scrub_state() {
+    local expected=$1 timeout_seconds=${2:-$SCRUB_WAIT_TIMEOUT_SECONDS}
+    local deadline=$((SECONDS + timeout_seconds)) actual
+    while true; do
+        expect_server_running
+        save_scrub_status
+        actual=$(scrub_field state)
+        [[ $actual != "$expected" ]] || return 0
+        if ((SECONDS >= deadline)); then
+            cat "$scrub_file" >&2
+            fail_with_server_log "the scrub is still $actual after $timeout_seconds s, expected $expected"
+        fi
+        sleep 0.1
+    done
+}
+
+# Starts a scrub on the running server and waits until it has finished, leaving its final
+# status in $scrub_file.
+run_scrub() {
+    run_admin scrub start
+    wait_for_scrub_state idle
+    [[ $(scrub_field last_completed) != null ]] ||
+        fail_with_server_log "the scrub is idle but reports no completed pass"
+    note "scrub finished: $(scrub_field checked_bytes) bytes checked, $(scrub_field repaired) repaired, $(scrub_field unrecoverable) unrecoverable"
+}
+
+# Fails unless a field of the last save_scrub_status passes the test OPERATOR VALUE, as in
+# expect_check_field. Usage: expect_scrub_field KEY OPERATOR VALUE.
+expect_scrub_field() {
+    local key=$1 operator=$2 expected=$3 actual
+    actual=$(scrub_field "$key")
+    if ! [ "$actual" "$operator" "$expected" ]; then
+        cat "$scrub_file" >&2
+        fail_with_server_log "scrub status reports $key $actual, expected $operator $expected"
+    fi
+}
+
+# Prints an error counter (read, write, checksum or repaired) of the member of ROLE from
+# the running server's status. Usage: member_error_count ROLE KIND.
+member_error_count() {
+    save_status
+    member_field "${members[$1]}" errors "$2"
+}
+
+# Reads LENGTH bytes of the export at OFFSET in 4 KiB requests and fails unless every one
+# fails with EIO: a read the array cannot serve must fail, never return other bytes.
+# Usage: expect_export_range_eio OFFSET LENGTH.
+expect_export_range_eio() {
+    "$PYTHON" - "$export_uri" "$@" <<'PY' || fail_with_server_log "reads at offset $1, length $2 of the export did not all fail with EIO"
+import errno
+import sys
+
+import nbd
+
+uri, offset, length = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+handle = nbd.NBD()
+handle.connect_uri(uri)
+for position in range(offset, offset + length, 4096):
+    try:
+        handle.pread(4096, position)
+    except nbd.Error as error:
+        if error.errnum != errno.EIO:
+            sys.exit(f"the read at {position} failed with {error.errno}, expected EIO")
+    else:
+        sys.exit(f"the read at {position} succeeded, expected EIO")
+handle.shutdown()
+PY
+}
