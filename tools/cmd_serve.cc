@@ -246,6 +246,13 @@ int serve(ServeOptions options) {
     served.stop();
     int flushed = pool.value()->run_and_wait(0, [&]() { return array->flush(); });
     pool.value()->stop();
+    if (flushed < 0 && array->lost_data()) {
+        // A failed array cannot be made whole by a flush; what could be synced was synced.
+        spdlog::error("serve: array {} stopped with data lost: more members failed than {} "
+                      "tolerates; it stays marked dirty",
+                      array->name(), level_name(geometry.level()));
+        return kExitError;
+    }
     if (flushed < 0) {
         spdlog::error("serve: final flush failed: {}; the array stays marked dirty",
                       strerror(-flushed));
@@ -288,7 +295,8 @@ void add_serve_command(CLI::App& app) {
     command->add_flag("--buffered", options->buffered,
                       "Open members without O_DIRECT (through the page cache)");
     command->add_option("--spare", options->spares,
-                        "A spare device, used for a rebuild when a member fails (repeatable)");
+                        "A spare device, used for a rebuild when a member fails (repeatable)")
+        ->allow_extra_args(false);
     command->add_option("--rebuild-rate", options->rebuild_rate_mb,
                         "Rebuild speed limit in MB/s (10^6 bytes) written to the new member; "
                         "0 means no limit")
