@@ -130,7 +130,8 @@ Result<std::unique_ptr<Array>> Array::open(const Geometry& geometry,
     for (auto& spec : members) {
         auto member = std::make_unique<ArrayMember>();
         if (spec.fd >= 0) {
-            member->device.store(array->adopt_device(spec.path, spec.fd, spec.direct,
+            member->device.store(array->adopt_device(uint32_t(array->members_.size()), spec.path,
+                                                     spec.fd, spec.direct,
                                                      spec.data_offset, spec.table_offset,
                                                      spec.bitmap_offset));
             member->state.store(spec.state);
@@ -140,7 +141,7 @@ Result<std::unique_ptr<Array>> Array::open(const Geometry& geometry,
         }
         if (spec.incoming_fd >= 0) {
             member->incoming.store(array->adopt_device(
-                spec.incoming_path, spec.incoming_fd, spec.incoming_direct,
+                uint32_t(array->members_.size()), spec.incoming_path, spec.incoming_fd, spec.incoming_direct,
                 spec.incoming_data_offset, spec.incoming_table_offset,
                 spec.incoming_bitmap_offset));
             member->rebuilt_up_to.store(spec.incoming_rebuilt_up_to);
@@ -150,10 +151,19 @@ Result<std::unique_ptr<Array>> Array::open(const Geometry& geometry,
     return array;
 }
 
-MemberDevice* Array::adopt_device(const std::string& path, int fd, bool direct,
+void member_io_timed_out(void* context) {
+    auto* device = static_cast<MemberDevice*>(context);
+    device->errors.read.fetch_add(1, std::memory_order_relaxed);
+    device->owner->fail_device(device->role, device,
+                               "an I/O did not complete within the I/O timeout");
+}
+
+MemberDevice* Array::adopt_device(uint32_t role, const std::string& path, int fd, bool direct,
                                   uint64_t data_offset, uint64_t table_offset,
                                   uint64_t bitmap_offset) {
     auto device = std::make_unique<MemberDevice>();
+    device->owner = this;
+    device->role = role;
     device->bitmap_offset = bitmap_offset;
     device->path = path;
     device->fd = fd;
@@ -594,6 +604,8 @@ Task<int> Array::sync_members(const std::vector<uint32_t>& roles) {
     for (size_t i = 0; i < targets.size(); ++i) {
         prepare_rw(&ops[i], IoKind::kFdatasync, targets[i].device->fd, nullptr, 0, 0);
         ops[i].time_limit_ns = options_.io_timeout_ns;
+        ops[i].on_time_limit = member_io_timed_out;
+        ops[i].time_limit_context = targets[i].device;
         batch.add(&ops[i]);
     }
     co_await batch.wait();

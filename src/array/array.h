@@ -59,7 +59,12 @@ struct MemberDevice {
     std::unique_ptr<ChecksumTable> table;
     MemberErrorCounts errors;
     std::atomic<bool> failed{false};  // A write or flush failed: never used again.
+    Array* owner = nullptr;
+    uint32_t role = 0;
 };
+
+// Called by a ring when a member I/O passes the I/O timeout; fails that device.
+void member_io_timed_out(void* device);
 
 // One role of the layout. `device` serves reads and writes while the role is active. A
 // rebuild writes an `incoming` device: every write to the role also goes there, and once
@@ -161,7 +166,7 @@ public:
     void fail_device(uint32_t role, MemberDevice* device, const std::string& reason);
 
     // Adds an open device to the array; it stays allocated until the array is destroyed.
-    MemberDevice* adopt_device(const std::string& path, int fd, bool direct,
+    MemberDevice* adopt_device(uint32_t role, const std::string& path, int fd, bool direct,
                                uint64_t data_offset, uint64_t table_offset,
                                uint64_t bitmap_offset);
     // Waits until no request holds any stripe, runs `change`, then lets requests go on.

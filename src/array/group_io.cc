@@ -138,6 +138,8 @@ Task<int> GroupIo::read_blocks_isolating_errors(uint32_t position, uint32_t row,
         prepare_rw(&ops[r - row], IoKind::kRead, device->fd, block(position, r), kBlockBytes,
                    chunk_start + uint64_t(r) * kBlockBytes);
         ops[r - row].time_limit_ns = array.io_timeout_ns();
+        ops[r - row].on_time_limit = member_io_timed_out;
+        ops[r - row].time_limit_context = device;
         batch.add(&ops[r - row]);
     }
     co_await batch.wait();
@@ -217,6 +219,8 @@ Task<void> GroupIo::load_ranges(const RowRange* ranges, uint32_t range_count) {
             prepare_rw(&ops[op_count], IoKind::kRead, device->fd, block(range.position, scan_row),
                        (run_end - scan_row) * kBlockBytes, offset);
             ops[op_count].time_limit_ns = array.io_timeout_ns();
+            ops[op_count].on_time_limit = member_io_timed_out;
+            ops[op_count].time_limit_context = device;
             pending[op_count] = Pending{range.position, scan_row, run_end};
             ++op_count;
             scan_row = run_end;
@@ -362,6 +366,8 @@ Task<int> GroupIo::write_ranges(const RowRange* ranges, uint32_t count, bool inc
                            block(range.position, range.row), (range.end - range.row) * kBlockBytes,
                            offset);
                 ops[op_count].time_limit_ns = array.io_timeout_ns();
+                ops[op_count].on_time_limit = member_io_timed_out;
+                ops[op_count].time_limit_context = device;
                 submitted[op_count] = Submitted{&range, device};
                 batch.add(&ops[op_count]);
                 ++op_count;

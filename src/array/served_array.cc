@@ -246,7 +246,7 @@ Status ServedArray::start_rebuild(uint32_t role, AssembledDevice device, bool he
     if (!status.ok()) return status;
     AssembledRole& slot = assembly_.roles[role];
     MemberDevice* incoming = array_.adopt_device(
-        slot.incoming.path, slot.incoming.file->fd(), slot.incoming.file->is_direct(),
+        role, slot.incoming.path, slot.incoming.file->fd(), slot.incoming.file->is_direct(),
         slot.incoming.superblock.layout.data_offset,
         slot.incoming.superblock.layout.checksum_table_offset,
         slot.incoming.superblock.layout.bitmap_offset);

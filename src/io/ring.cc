@@ -19,7 +19,9 @@ thread_local Ring* current_ring = nullptr;
 
 constexpr uint32_t kAgainRetriesMax = 1000;
 constexpr uint64_t kWakeupUserData = 1;  // Never a valid IoOp address.
-constexpr uint64_t kLinkTimeoutUserData = 2;
+// Linked timeouts carry (slot << 3) | kLinkTimeoutTag; IoOp addresses have their low 3 bits
+// clear.
+constexpr uint64_t kLinkTimeoutTag = 2;
 constexpr uint32_t kCompletionBatch = 64;
 constexpr long kAgainBackoffNs = 200 * 1000;
 
@@ -146,8 +148,14 @@ void Ring::run() {
         }
         io_uring_cq_advance(&ring_, count);
         for (unsigned i = 0; i < count; ++i) {
-            if (user_data[i] == kLinkTimeoutUserData) {
+            if ((user_data[i] & 7) == kLinkTimeoutTag) {
                 --in_flight_;
+                uint32_t slot = uint32_t(user_data[i] >> 3);
+                LimitSlot& limit = limit_slots_[slot];
+                if (results[i] == -ETIME && limit.op != nullptr && limit.callback != nullptr) {
+                    limit.callback(limit.context);
+                }
+                release_limit_slot(slot);
                 continue;
             }
             if (user_data[i] == kWakeupUserData) {
@@ -215,7 +223,17 @@ bool Ring::prepare(IoOp* op) {
         io_uring_sqe* limit = io_uring_get_sqe(&ring_);
         assert(limit != nullptr);
         io_uring_prep_link_timeout(limit, &op->timeout, 0);
-        io_uring_sqe_set_data64(limit, kLinkTimeoutUserData);
+        uint32_t slot;
+        if (!free_limit_slots_.empty()) {
+            slot = free_limit_slots_.back();
+            free_limit_slots_.pop_back();
+        } else {
+            slot = uint32_t(limit_slots_.size());
+            limit_slots_.emplace_back();
+        }
+        limit_slots_[slot] = LimitSlot{op, op->on_time_limit, op->time_limit_context, 2};
+        op->limit_slot = slot;
+        io_uring_sqe_set_data64(limit, (uint64_t(slot) << 3) | kLinkTimeoutTag);
         ++in_flight_;
     }
     stats_.in_flight = in_flight_;
@@ -233,6 +251,13 @@ void Ring::submit(IoOp* op) {
         backlog_head_ = op;
     }
     backlog_tail_ = op;
+}
+
+void Ring::release_limit_slot(uint32_t slot) {
+    if (--limit_slots_[slot].pending == 0) {
+        limit_slots_[slot] = LimitSlot{};
+        free_limit_slots_.push_back(slot);
+    }
 }
 
 void Ring::defer(IoOp* op) {
@@ -279,6 +304,11 @@ void Ring::complete_cqe(IoOp* op, int result) {
     --in_flight_;
     ++stats_.completed;
     stats_.in_flight = in_flight_;
+    if (op->limit_slot != UINT32_MAX) {
+        limit_slots_[op->limit_slot].op = nullptr;
+        release_limit_slot(op->limit_slot);
+        op->limit_slot = UINT32_MAX;
+    }
     if (fault_hook_ != nullptr) result = fault_hook_(*op, result, fault_context_);
     if (op->time_limit_ns > 0 && (result == -ECANCELED || result == -EINTR)) {
         // The linked timeout fired: the device did not answer in time.

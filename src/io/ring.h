@@ -65,9 +65,14 @@ struct IoOp {
     uint32_t retries = 0;     // -EAGAIN retries so far.
     msghdr message{};         // kSendmsg: iovecs advance as bytes are sent.
     __kernel_timespec timeout{};  // kTimeout's duration, or the time limit below.
-    // Time limit for a read, write or fdatasync, 0 for none. An op that does not complete
-    // in time is cancelled and fails with -ETIMEDOUT.
+    // Time limit for a read, write or fdatasync, 0 for none. When it passes, the ring calls
+    // on_time_limit(time_limit_context) at once, even if the kernel cannot cancel the op (a
+    // hung FUSE or block device), and asks for the op to be cancelled; a cancelled op fails
+    // with -ETIMEDOUT. The op itself still completes only when the kernel returns it.
     uint64_t time_limit_ns = 0;
+    void (*on_time_limit)(void* context) = nullptr;
+    void* time_limit_context = nullptr;
+    uint32_t limit_slot = UINT32_MAX;  // Ring bookkeeping for the linked timeout.
     IoWaiter* waiter = nullptr;
     IoOp* next_backlog = nullptr;
 };
@@ -151,6 +156,17 @@ private:
     IoOp* backlog_head_ = nullptr;
     IoOp* backlog_tail_ = nullptr;
     IoOp* deferred_head_ = nullptr;  // Ops waiting out an -EAGAIN pause.
+    // One slot per time-limited op in flight. The timeout's completion may arrive after the op
+    // has completed and been freed, so it finds its op through a slot, never a pointer.
+    struct LimitSlot {
+        IoOp* op = nullptr;  // Null once the op has completed.
+        void (*callback)(void*) = nullptr;
+        void* context = nullptr;
+        uint8_t pending = 0;  // Completions still expected: the op's and the timeout's.
+    };
+    std::vector<LimitSlot> limit_slots_;
+    std::vector<uint32_t> free_limit_slots_;
+    void release_limit_slot(uint32_t slot);
     std::vector<std::coroutine_handle<>> ready_;
     RingStats stats_;
     CompletionFaultHook fault_hook_ = nullptr;
