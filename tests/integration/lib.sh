@@ -1183,3 +1183,91 @@ for position in range(offset, offset + length, 4096):
 handle.shutdown()
 PY
 }
+
+# ----- Members with latent sector errors -----
+#
+# A bad-sector member is a plain file served by bad_sector_plugin.sh through nbdkit's sh
+# plugin and mounted back as a regular file with nbdfuse, like a fault-injecting member (and
+# stopped by the same cleanup). Reads that touch a block listed in $fault_dir/ROLE.bad-blocks
+# fail with EIO until a write covers the block, which removes it from the list, as a disk
+# remaps a sector on write. The member's bytes are in $fault_dir/ROLE.backing.
+
+# Exits 77 unless nbdkit with its sh plugin, nbdfuse and FUSE are available.
+require_bad_sector_member() {
+    require_root
+    require_tools nbdkit nbdfuse fusermount3 awk
+    [[ -c /dev/fuse ]] || skip "/dev/fuse is missing, so FUSE is unavailable"
+    { : <>/dev/fuse; } 2>/dev/null || skip "cannot open /dev/fuse"
+    nbdkit sh --version >/dev/null 2>&1 || skip "nbdkit has no sh plugin (install nbdkit)"
+}
+
+# Replaces members[ROLE] with a bad-sector member that has no bad blocks yet.
+# Usage: start_bad_sector_member ROLE.
+start_bad_sector_member() {
+    local role=$1
+    fault_dir=$test_dir/faults
+    mkdir -p "$fault_dir"
+    if [[ -z ${fault_cleanup_registered:-} ]]; then
+        declare -gA fault_nbdkit_pids=() fault_nbdfuse_pids=()
+        defer stop_fault_members
+        fault_cleanup_registered=1
+    fi
+
+    local base=$fault_dir/$role
+    local mount_dir=$base.mnt nbdkit_socket=$base.sock
+    rm -f "$base.nbdkit.pid" "$base.nbdfuse.pid"
+    : >"$base.bad-blocks"
+    truncate -s "$member_size" "$base.backing"
+    mkdir -p "$mount_dir"
+
+    BAD_SECTOR_BACKING=$base.backing BAD_SECTOR_LIST=$base.bad-blocks \
+        nbdkit --foreground --unix "$nbdkit_socket" --pidfile "$base.nbdkit.pid" \
+        sh "$TEST_SOURCE_DIR/bad_sector_plugin.sh" 2>"$base.nbdkit.err" &
+    fault_nbdkit_pids[$role]=$!
+    wait_for_pid_file "$base.nbdkit.pid" "${fault_nbdkit_pids[$role]}" "nbdkit for member $role" \
+        "$base.nbdkit.err"
+
+    nbdfuse -P "$base.nbdfuse.pid" "$mount_dir" "nbd+unix:///?socket=$nbdkit_socket" \
+        2>"$base.nbdfuse.err" &
+    fault_nbdfuse_pids[$role]=$!
+    wait_for_pid_file "$base.nbdfuse.pid" "${fault_nbdfuse_pids[$role]}" "nbdfuse for member $role" \
+        "$base.nbdfuse.err"
+    [[ -f $mount_dir/nbd ]] || fail "nbdfuse did not create $mount_dir/nbd"
+
+    members[role]=$mount_dir/nbd
+    note "member $role has latent sector errors on demand: ${members[role]} (nbdkit ${fault_nbdkit_pids[$role]}, nbdfuse ${fault_nbdfuse_pids[$role]})"
+}
+
+# Makes reads of the 4 KiB blocks at the given byte offsets of the bad-sector member of ROLE
+# fail with EIO until they are written. Usage: add_bad_blocks ROLE OFFSET [OFFSET...].
+add_bad_blocks() {
+    local role=$1 offset
+    shift
+    for offset in "$@"; do
+        ((offset % BLOCK_BYTES == 0)) || fail "add_bad_blocks: offset $offset is not a multiple of $BLOCK_BYTES"
+        echo "$offset"
+    done >>"$fault_dir/$role.bad-blocks"
+    note "member $role: $# bad block(s) added, $(bad_block_count "$role") listed"
+}
+
+# Prints how many blocks of the bad-sector member of ROLE still fail reads.
+bad_block_count() {
+    wc -l <"$fault_dir/$1.bad-blocks"
+}
+
+# Prints "STRIPE POSITION" for the first stripe from FIRST_STRIPE on in which a client read
+# of the stripe's data loads the chunk of ROLE, and the codeword position of that chunk.
+# Usage: read -r stripe position < <(stripe_read_from_role ROLE FIRST_STRIPE).
+stripe_read_from_role() {
+    local role=$1 stripe=$2 index positions
+    for ((; stripe < stripe_count; stripe++)); do
+        positions=($(positions_in_read_order "$stripe"))
+        for ((index = 0; index < data_count; index++)); do
+            if (($(role_of_position "$stripe" "${positions[index]}") == role)); then
+                echo "$stripe ${positions[index]}"
+                return 0
+            fi
+        done
+    done
+    fail "no stripe from $2 on has a chunk of member $role that reads load"
+}
