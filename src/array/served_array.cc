@@ -723,9 +723,13 @@ Task<void> ServedArray::scrub_loop(uint64_t from_stripe) {
         client_requests = requests;
         if (pause_ns > 0) co_await Ring::current()->sleep_ns(std::min<uint64_t>(pause_ns, 1'000'000'000));
     }
+    // The new state is stored after the completion time and the log line, so a status that
+    // reports "idle" also reports the completed pass.
+    // NOTE: a resume that arrives after the loop has stopped for a pause, but before it ends
+    // here, clears the request, so the loop ends as if the server were stopping. Status then
+    // shows a running scrub that does not run until the next restart.
     if (stripe >= stripe_count) {
         persist_scrub(ScrubState::kIdle, 0);
-        scrub_state_.store(uint32_t(ScrubState::kIdle));
         char when[64] = {};
         time_t now = time(nullptr);
         tm utc{};
@@ -738,10 +742,11 @@ Task<void> ServedArray::scrub_loop(uint64_t from_stripe) {
         spdlog::info("{}: scrub finished: {} checked, {} blocks repaired, {} unrecoverable",
                      array_.name(), scrub_checked_bytes_.load(), scrub_repaired_.load(),
                      scrub_unrecoverable_.load());
+        scrub_state_.store(uint32_t(ScrubState::kIdle));
     } else if (scrub_pause_requested_.load()) {
         persist_scrub(ScrubState::kPaused, stripe);
-        scrub_state_.store(uint32_t(ScrubState::kPaused));
         spdlog::info("{}: scrub paused at stripe {} of {}", array_.name(), stripe, stripe_count);
+        scrub_state_.store(uint32_t(ScrubState::kPaused));
     } else {
         // Stopping: the persisted state stays "running", so the next serve resumes here.
         persist_scrub(ScrubState::kRunning, stripe);
