@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Scrub control of a served array: a scrub started with a low --rate is still running
-# seconds later and its progress moves; `scrub start` while one runs or is paused fails
-# with a message and changes nothing, not even the rate; pause stops the progress and
-# resume continues it; a paused scrub stays paused across a restart. After SIGKILL, and
-# after a clean stop, the next serve resumes the scrub at its checkpoint (a stripe above
-# 0), logs "resuming the scrub at stripe N" and then checks only the stripes from N on.
+# Scrub control of a served array:
+#     - a scrub started with a low --rate is still running seconds later, and it moves;
+#     - `scrub start` while a scrub runs or is paused fails with a message and changes
+#       nothing, not even the rate;
+#     - pause stops the progress and resume continues it;
+#     - a paused scrub stays paused across a restart, at the same stripe;
+#     - after SIGKILL, and after a clean stop, the next serve resumes the scrub at its
+#       checkpoint (a stripe above 0), logs "resuming the scrub at stripe N" and then checks
+#       only the stripes from N on.
 # Usage: scrub_control.sh ECRAID_BINARY CONFIG   (raid1, raid5, raid6 or rs_4_2)
 source "$(dirname "$0")/lib.sh"
 init_test "$@"
@@ -47,12 +50,13 @@ expect_scrub_state() {
     fi
 }
 
-# Prints the stripe N of the last "resuming the scrub at stripe N" line of the server log,
-# failing unless there is one with 0 < N < stripe_count.
+# Prints the stripe N of the last "PHRASE N" line of the server log, failing unless there is
+# one with 0 < N < stripe_count. Usage: resumed_stripe [PHRASE], where PHRASE defaults to
+# "resuming the scrub at stripe", the line of a scrub resumed at startup.
 resumed_stripe() {
-    local line stripe
-    line=$(expect_log_line 'resuming the scrub at stripe [0-9]+' | tail -n 1)
-    stripe=$(sed -E 's/.*resuming the scrub at stripe ([0-9]+).*/\1/' <<<"$line")
+    local phrase=${1:-resuming the scrub at stripe} line stripe
+    line=$(expect_log_line "$phrase [0-9]+" | tail -n 1)
+    stripe=$(sed -E "s/.*$phrase ([0-9]+).*/\\1/" <<<"$line")
     ((stripe > 0 && stripe < stripe_count)) ||
         fail_with_server_log "the server resumed the scrub at stripe $stripe, expected a stripe in 1..$((stripe_count - 1))"
     echo "$stripe"
@@ -118,10 +122,16 @@ stop_server
 start_server
 expect_scrub_state paused "after a restart of the server with a paused scrub"
 expect_scrub_field progress == "$paused_progress"
+# NOTE: the rate limit of a scrub is not kept across a restart, so the resumed scrub runs
+# unthrottled and may finish before the next status request.
 run_admin scrub resume
-expect_scrub_state running "after scrub resume"
-wait_for_scrub_state idle
-note "the scrub paused across a restart at $paused_progress finished"
+stripe=$(resumed_stripe "scrub resumed at stripe")
+paused_stripe=$(awk -v progress="$paused_progress" -v count="$stripe_count" \
+    'BEGIN { printf "%d", progress * count + 0.5 }')
+((stripe == paused_stripe)) ||
+    fail_with_server_log "the scrub paused at stripe $paused_stripe resumed at stripe $stripe after a restart"
+expect_resumed_pass_from "$stripe"
+note "the scrub paused across a restart at stripe $stripe ($paused_progress) finished"
 
 # ----- SIGKILL during a slow scrub -----
 run_admin scrub start --rate "$SLOW_RATE_MB_PER_SECOND"
