@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cassert>
@@ -29,10 +30,28 @@ constexpr long kAgainBackoffNs = 200 * 1000;
 
 Result<std::unique_ptr<Ring>> Ring::create(uint32_t entries) {
     std::unique_ptr<Ring> ring(new Ring());
+    // Each ring is driven by the one worker thread that runs it, so completions can wait
+    // until that thread asks for them (DEFER_TASKRUN) instead of interrupting it with an IPI
+    // for every one. The ring starts disabled and run() enables it, which makes the worker,
+    // not the thread that created the ring, its single issuer. Kernels before 6.1 lack these
+    // flags; cooperative task running (5.19), then no flag at all, are the fallbacks.
+    const unsigned flag_sets[] = {
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
+        IORING_SETUP_COOP_TASKRUN,
+        0,
+    };
     io_uring_params params{};
-    params.flags = IORING_SETUP_CQSIZE;
-    params.cq_entries = entries * 4;
-    int result = io_uring_queue_init_params(entries, &ring->ring_, &params);
+    int result = -EINVAL;
+    for (unsigned flags : flag_sets) {
+        params = io_uring_params{};
+        params.flags = IORING_SETUP_CQSIZE | flags;
+        params.cq_entries = entries * 4;
+        result = io_uring_queue_init_params(entries, &ring->ring_, &params);
+        if (result != -EINVAL) {
+            ring->needs_enable_ = (flags & IORING_SETUP_R_DISABLED) != 0;
+            break;
+        }
+    }
     if (result < 0) {
         return Status::from_errno(result, "io_uring_queue_init with " + std::to_string(entries) +
                                               " entries failed (is io_uring disabled by "
@@ -113,6 +132,16 @@ void Ring::arm_wakeup() {
 void Ring::run() {
     assert(current_ring == nullptr);
     current_ring = this;
+    if (needs_enable_) {
+        // liburing 2.3 declares io_uring_enable_rings() but does not export it.
+        long enabled = syscall(__NR_io_uring_register, ring_.ring_fd,
+                               IORING_REGISTER_ENABLE_RINGS, nullptr, 0);
+        if (enabled < 0) {
+            spdlog::critical("ring: enabling the ring failed: {}", strerror(errno));
+            std::terminate();
+        }
+        needs_enable_ = false;
+    }
     arm_wakeup();
     io_uring_cqe* cqes[kCompletionBatch];
     for (;;) {

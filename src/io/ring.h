@@ -151,6 +151,8 @@ private:
 
     io_uring ring_{};
     bool ring_ready_ = false;
+    // Created with IORING_SETUP_R_DISABLED: run() enables it on the thread that drives it.
+    bool needs_enable_ = false;
     uint32_t cq_entries_ = 0;
     uint32_t in_flight_ = 0;
     IoOp* backlog_head_ = nullptr;
