@@ -497,19 +497,28 @@ Task<void> Array::write_group(GroupRequest* request, int* result, WaitGroup* gro
         }
         if (!done && !all_full) {
             // Reconstruct-write: load what the new data does not overwrite whole. A position
-            // is needed when any of its blocks in the run keeps old bytes.
+            // is needed when any of its blocks in the run keeps old bytes. Without parity
+            // (raid0) only the partly written blocks are needed: nothing is computed from the
+            // blocks the request does not touch.
+            auto keeps_old = [&](uint32_t position, uint32_t r) {
+                if (is_whole(spans[position], touched[position], r)) return false;
+                if (m > 0) return true;
+                uint64_t block_begin = uint64_t(r) * kBlockBytes;
+                return touched[position] && spans[position].begin < block_begin + kBlockBytes &&
+                       spans[position].end > block_begin;
+            };
             bool needed[kGroupWidthMax] = {};
             RowRange loads[kGroupWidthMax * 2];
             uint32_t load_count = 0;
             for (uint32_t position = 0; position < k; ++position) {
                 uint32_t r = row;
                 while (r < end) {
-                    if (is_whole(spans[position], touched[position], r)) {
+                    if (!keeps_old(position, r)) {
                         ++r;
                         continue;
                     }
                     uint32_t run_end = r + 1;
-                    while (run_end < end && !is_whole(spans[position], touched[position], run_end)) {
+                    while (run_end < end && keeps_old(position, run_end)) {
                         ++run_end;
                     }
                     needed[position] = true;
@@ -563,7 +572,14 @@ Task<void> Array::write_group(GroupRequest* request, int* result, WaitGroup* gro
         }
         co_await io.store_ranges(ranges, range_count);
         co_await io.write_back_repairs();
-        if (io.unwritable_positions() > m) *result = -EIO;
+        if (m == 0) {
+            // raid0: the write failed only if one of the chunks it wrote is unwritable.
+            for (uint32_t position = 0; position < k; ++position) {
+                if (touched[position] && !io.writable(position)) *result = -EIO;
+            }
+        } else if (io.unwritable_positions() > m) {
+            *result = -EIO;
+        }
         io.unpin_tables();
     }
     group->done();

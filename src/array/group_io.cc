@@ -59,15 +59,16 @@ GroupIo::GroupIo(Array& owner, uint64_t stripe_index, uint32_t group_index, uint
     }
 }
 
+bool GroupIo::writable(uint32_t position) const {
+    for (MemberDevice* device : writers[position]) {
+        if (device != nullptr && !device->failed.load(std::memory_order_acquire)) return true;
+    }
+    return false;
+}
+
 uint32_t GroupIo::unwritable_positions() const {
     uint32_t count = 0;
-    for (uint32_t position = 0; position < width; ++position) {
-        bool any = false;
-        for (MemberDevice* device : writers[position]) {
-            any = any || (device != nullptr && !device->failed.load(std::memory_order_acquire));
-        }
-        count += any ? 0 : 1;
-    }
+    for (uint32_t position = 0; position < width; ++position) count += writable(position) ? 0 : 1;
     return count;
 }
 

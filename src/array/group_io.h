@@ -70,6 +70,8 @@ struct GroupIo {
     ArrayMember& member_at(uint32_t position) { return array.member(members[position]); }
     // True when the position can be read in this stripe.
     bool usable(uint32_t position) const { return readers[position] != nullptr; }
+    // True when a write of the position reaches at least one device that has not failed.
+    bool writable(uint32_t position) const;
     // Positions whose writes reach no device.
     uint32_t unwritable_positions() const;
 

@@ -262,6 +262,25 @@ TEST_P(ArrayTest, FailurePastToleranceReadsEio) {
     }
 }
 
+TEST_P(ArrayTest, Raid0WritesBesideALostMemberSucceed) {
+    if (array_->geometry().level() != Level::kRaid0) GTEST_SKIP() << "raid0 only";
+    std::mt19937_64 random(test_seed() + 5);
+    uint64_t chunk = array_->geometry().chunk_bytes();
+    ASSERT_EQ(write(0, random_bytes(random, 2 * chunk)), 0);
+    std::vector<Extent> extents;
+    array_->geometry().map(chunk, 1, &extents);
+    ASSERT_EQ(extents.size(), 1u);
+    array_->fail_member(extents[0].member, "test");
+    // Unaligned writes into the first chunk read nothing from the lost one.
+    ASSERT_EQ(write(100, random_bytes(random, 5000)), 0);
+    ASSERT_EQ(write(chunk - 4096 - 10, random_bytes(random, 4096)), 0);
+    expect_matches_model(0, chunk, "first chunk");
+    // A write that reaches the lost chunk fails, and reads of it fail.
+    EXPECT_EQ(write(chunk - 10, random_bytes(random, 20)), -EIO);
+    std::vector<uint8_t> out;
+    EXPECT_EQ(read(chunk, 4096, &out), -EIO);
+}
+
 TEST_P(ArrayTest, TrimAndWriteZeroesReadZeros) {
     std::mt19937_64 random(test_seed() + 4);
     uint64_t size = array_->size_bytes();
