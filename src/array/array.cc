@@ -13,6 +13,7 @@
 
 #include "array/group_io.h"
 #include "integrity/checksum.h"
+#include "io/member_file.h"
 
 namespace ecraid {
 
@@ -170,8 +171,19 @@ MemberDevice* Array::adopt_device(uint32_t role, const std::string& path, int fd
     device->direct = direct;
     device->data_offset = data_offset;
     device->table_offset = table_offset;
+    device->io.issue_async = inline_issue_may_block(fd);
+    device->io.time_limit_ns = options_.io_timeout_ns;
+    device->io.on_time_limit = member_io_timed_out;
+    device->io.context = device.get();
+    device->io.failed = &device->failed;
+    if (device->io.issue_async) {
+        spdlog::info("{}: {} is not a block device or a file on a local filesystem; its I/O "
+                     "goes through io_uring's worker threads",
+                     options_.name, path);
+    }
     uint64_t block_count = geometry_.stripe_count() * (geometry_.chunk_bytes() / kBlockBytes);
-    device->table = std::make_unique<ChecksumTable>(table_cache_.get(), fd, table_offset, block_count);
+    device->table = std::make_unique<ChecksumTable>(table_cache_.get(), fd, table_offset,
+                                                    block_count, &device->io);
     std::lock_guard lock(devices_mutex_);
     devices_.push_back(std::move(device));
     return devices_.back().get();
@@ -619,9 +631,7 @@ Task<int> Array::sync_members(const std::vector<uint32_t>& roles) {
     IoBatch batch(*Ring::current());
     for (size_t i = 0; i < targets.size(); ++i) {
         prepare_rw(&ops[i], IoKind::kFdatasync, targets[i].device->fd, nullptr, 0, 0);
-        ops[i].time_limit_ns = options_.io_timeout_ns;
-        ops[i].on_time_limit = member_io_timed_out;
-        ops[i].time_limit_context = targets[i].device;
+        ops[i].device = &targets[i].device->io;
         batch.add(&ops[i]);
     }
     co_await batch.wait();
@@ -664,7 +674,8 @@ Task<int> Array::punch_locked(uint64_t first_stripe, uint64_t end_stripe) {
             MemberDevice* device = devices[i];
             int result = co_await Ring::current()->fallocate(
                 device->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                device->data_offset + first_stripe * chunk, (end_stripe - first_stripe) * chunk);
+                device->data_offset + first_stripe * chunk, (end_stripe - first_stripe) * chunk,
+                &device->io);
             if (result == -EOPNOTSUPP || result == -EINVAL) co_return result;
             if (result < 0) {
                 device->errors.write.fetch_add(1, std::memory_order_relaxed);

@@ -34,6 +34,7 @@
 #include "array/write_intent.h"
 #include "codec/codec.h"
 #include "common/status.h"
+#include "io/ring.h"
 #include "layout/geometry.h"
 #include "meta/superblock.h"
 
@@ -61,9 +62,12 @@ struct MemberDevice {
     std::atomic<bool> failed{false};  // A write or flush failed: never used again.
     Array* owner = nullptr;
     uint32_t role = 0;
+    // Issue mode and I/O timeout for the rings; every op on `fd` points to it.
+    DeviceIo io;
 };
 
-// Called by a ring when a member I/O passes the I/O timeout; fails that device.
+// Called by a ring when a member I/O passes the I/O timeout (DeviceIo::on_time_limit); fails
+// that device.
 void member_io_timed_out(void* device);
 
 // One role of the layout. `device` serves reads and writes while the role is active. A
@@ -116,7 +120,8 @@ struct ArrayOptions {
     bool read_only = false;
     uint64_t table_cache_bytes = 64ull << 20;
     std::string name;
-    // Member reads, writes and flushes that take longer fail the member; 0 means no limit.
+    // A member whose read, write, flush or fallocate waits this long while the member
+    // completes nothing else fails (see "Watched ops" in io/ring.h); 0 means no limit.
     uint64_t io_timeout_ns = 30'000'000'000ull;
     // Write-intent bitmap geometry, from the superblock.
     uint64_t region_bytes = 64ull << 20;

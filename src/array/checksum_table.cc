@@ -93,9 +93,10 @@ struct TableCacheState {
 
 struct TableState : std::enable_shared_from_this<TableState> {
     TableState(std::shared_ptr<TableCacheState> cache_state, int table_fd, uint64_t offset,
-               uint64_t pages)
+               uint64_t pages, DeviceIo* device_io)
         : cache(std::move(cache_state)),
           fd(table_fd),
+          device(device_io),
           table_offset(offset),
           page_count(pages),
           chunk_count((pages + kChunkPages - 1) / kChunkPages),
@@ -107,6 +108,7 @@ struct TableState : std::enable_shared_from_this<TableState> {
 
     const std::shared_ptr<TableCacheState> cache;
     const int fd;  // Owned duplicate of the member's descriptor, or -errno of a failed dup().
+    DeviceIo* const device;  // The member's issue mode and time limit, or null.
     const uint64_t table_offset;
     const uint64_t page_count;
     const uint64_t chunk_count;
@@ -336,8 +338,18 @@ Task<void> evict_over_budget(TableCacheState& cache) {
         snapshot_page(victim, snapshot.data());
         int result = owner->io_error();
         if (result == 0) {
-            result = co_await Ring::current()->write(owner->fd, snapshot.data(), kPageBytes,
-                                                     owner->page_offset(victim->index));
+            IoOp op;
+            prepare_rw(&op, IoKind::kWrite, owner->fd, snapshot.data(), kPageBytes,
+                       owner->page_offset(victim->index));
+            op.device = owner->device;
+            IoBatch batch(*Ring::current());
+            batch.add(&op);
+            co_await batch.wait();
+            result = op.result;
+            if (op.abandoned) {
+                Ring::current()->retain_until_returned(op,
+                                                       std::make_shared<Buffer>(std::move(snapshot)));
+            }
         }
 
         lock.lock();
@@ -412,9 +424,15 @@ Task<int> pin_page(TableState& table, uint64_t index, PinMode mode) {
 
         // The page buffer is 4 KiB-aligned, as O_DIRECT requires.
         int result = table.io_error();
+        IoOp op;
         if (result == 0) {
-            result = co_await Ring::current()->read(table.fd, page->data.data(), kPageBytes,
-                                                    table.page_offset(index));
+            prepare_rw(&op, IoKind::kRead, table.fd, page->data.data(), kPageBytes,
+                       table.page_offset(index));
+            op.device = table.device;
+            IoBatch batch(*Ring::current());
+            batch.add(&op);
+            co_await batch.wait();
+            result = op.result;
         }
 
         lock.lock();
@@ -428,7 +446,12 @@ Task<int> pin_page(TableState& table, uint64_t index, PinMode mode) {
         lock.unlock();
         post_waiters(waiters, result < 0 ? result : 0);
         if (result < 0) {
-            delete page;
+            if (op.abandoned) {
+                // The kernel may still write into the page: the ring frees it later.
+                Ring::current()->retain_until_returned(op, std::shared_ptr<Page>(page));
+            } else {
+                delete page;
+            }
             co_return result;
         }
         co_return 0;
@@ -486,10 +509,10 @@ uint64_t TableCache::cached_bytes() const {
 }
 
 ChecksumTable::ChecksumTable(TableCache* cache, int fd, uint64_t table_offset,
-                             uint64_t block_count)
+                             uint64_t block_count, DeviceIo* device)
     : state_(std::make_shared<TableState>(
           cache->state_, duplicate_fd(fd), table_offset,
-          (block_count + kEntriesPerPage - 1) / kEntriesPerPage)),
+          (block_count + kEntriesPerPage - 1) / kEntriesPerPage, device)),
       block_count_(block_count) {
     assert(cache != nullptr);
     assert(table_offset % kPageBytes == 0);
@@ -647,6 +670,7 @@ Task<int> ChecksumTable::write_back() {
             detail::snapshot_page(page, snapshot);
             prepare_rw(&ops[i], IoKind::kWrite, table.fd, snapshot, kPageBytes,
                        table.page_offset(page->index));
+            ops[i].device = table.device;
             started[i] = true;
             if (table.io_error() < 0) {
                 ops[i].result = table.io_error();
@@ -655,6 +679,21 @@ Task<int> ChecksumTable::write_back() {
             batch.add(&ops[i]);
         }
         co_await batch.wait();
+        bool any_abandoned = false;
+        for (size_t i = 0; i < batch_size; ++i) {
+            any_abandoned = any_abandoned || (started[i] && ops[i].abandoned);
+        }
+        if (any_abandoned) {
+            // The kernel may still read the snapshots of abandoned writes: the ring keeps them,
+            // and the next batch gets a new buffer.
+            auto old_snapshots = std::make_shared<Buffer>(std::move(snapshots));
+            for (size_t i = 0; i < batch_size; ++i) {
+                if (started[i] && ops[i].abandoned) {
+                    Ring::current()->retain_until_returned(ops[i], old_snapshots);
+                }
+            }
+            snapshots = Buffer(kBatchPages * kPageBytes);
+        }
 
         for (size_t i = 0; i < batch_size; ++i) {
             if (!started[i]) continue;

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "io/ring.h"
 #include "io/task.h"
 
 namespace ecraid {
@@ -42,7 +43,10 @@ public:
     // of 4 KiB blocks in its data area. The table works on a duplicate of `fd` that it closes
     // after the table and the last write of its pages are gone, so the caller may close `fd`
     // at any time. If the duplicate cannot be made, every table I/O fails with dup()'s errno.
-    ChecksumTable(TableCache* cache, int fd, uint64_t table_offset, uint64_t block_count);
+    // `device` (optional) is the member's issue mode and time limit for the rings; it must
+    // outlive the table's I/O.
+    ChecksumTable(TableCache* cache, int fd, uint64_t table_offset, uint64_t block_count,
+                  DeviceIo* device = nullptr);
     // Drops cached pages, including dirty ones (call write_back() first). Requires no
     // acquire, clear or write_back of this table in progress and no page pinned.
     ~ChecksumTable();

@@ -138,12 +138,11 @@ Task<int> GroupIo::read_blocks_isolating_errors(uint32_t position, uint32_t row,
     for (uint32_t r = row; r < end; ++r) {
         prepare_rw(&ops[r - row], IoKind::kRead, device->fd, block(position, r), kBlockBytes,
                    chunk_start + uint64_t(r) * kBlockBytes);
-        ops[r - row].time_limit_ns = array.io_timeout_ns();
-        ops[r - row].on_time_limit = member_io_timed_out;
-        ops[r - row].time_limit_context = device;
+        ops[r - row].device = &device->io;
         batch.add(&ops[r - row]);
     }
     co_await batch.wait();
+    hand_over_scratch(ops.data(), uint32_t(ops.size()));
     int failures = 0;
     for (uint32_t r = row; r < end; ++r) {
         if (ops[r - row].result < 0) {
@@ -219,9 +218,7 @@ Task<void> GroupIo::load_ranges(const RowRange* ranges, uint32_t range_count) {
                               uint64_t(scan_row) * kBlockBytes;
             prepare_rw(&ops[op_count], IoKind::kRead, device->fd, block(range.position, scan_row),
                        (run_end - scan_row) * kBlockBytes, offset);
-            ops[op_count].time_limit_ns = array.io_timeout_ns();
-            ops[op_count].on_time_limit = member_io_timed_out;
-            ops[op_count].time_limit_context = device;
+            ops[op_count].device = &device->io;
             pending[op_count] = Pending{range.position, scan_row, run_end};
             ++op_count;
             scan_row = run_end;
@@ -230,15 +227,19 @@ Task<void> GroupIo::load_ranges(const RowRange* ranges, uint32_t range_count) {
         IoBatch batch(*Ring::current());
         for (uint32_t i = 0; i < op_count; ++i) batch.add(&ops[i]);
         co_await batch.wait();
+        hand_over_scratch(ops, op_count);
         for (uint32_t i = 0; i < op_count; ++i) {
             const Pending& done = pending[i];
+            MemberDevice* reader = readers[done.position];
             if (ops[i].result >= 0) {
                 verify(done.position, done.row, done.end);
-            } else if (ops[i].result == -ETIMEDOUT || readers[done.position] == nullptr) {
-                // A member that does not answer in time is failed, not retried block by block.
-                if (readers[done.position] != nullptr) {
-                    readers[done.position]->errors.read.fetch_add(1, std::memory_order_relaxed);
-                    array.fail_device(members[done.position], readers[done.position],
+            } else if (ops[i].result == -ETIMEDOUT || reader == nullptr ||
+                       reader->failed.load(std::memory_order_acquire)) {
+                // A member that did not complete the read in time, or failed meanwhile, is
+                // failed, not retried block by block.
+                // member_io_timed_out has counted the read error already.
+                if (reader != nullptr) {
+                    array.fail_device(members[done.position], reader,
                                       "a read did not complete within the I/O timeout");
                     readers[done.position] = nullptr;
                 }
@@ -247,6 +248,22 @@ Task<void> GroupIo::load_ranges(const RowRange* ranges, uint32_t range_count) {
                 co_await read_blocks_isolating_errors(done.position, done.row, done.end);
             }
         }
+    }
+}
+
+void GroupIo::hand_over_scratch(const IoOp* ops, uint32_t count) {
+    bool any_abandoned = false;
+    for (uint32_t i = 0; i < count; ++i) any_abandoned = any_abandoned || ops[i].abandoned;
+    if (!any_abandoned) return;
+    // The kernel may still write into (or read from) the old buffer, so the ring keeps it
+    // until those ops return, and this run goes on with a copy. The abandoned ops' blocks are
+    // erasures, so what the copy holds for them does not matter.
+    auto old_scratch = std::make_shared<Buffer>(std::move(scratch));
+    size_t bytes = size_t(width) * row_count * kBlockBytes;
+    scratch = Buffer(bytes);
+    std::memcpy(scratch.data(), old_scratch->data(), bytes);
+    for (uint32_t i = 0; i < count; ++i) {
+        if (ops[i].abandoned) Ring::current()->retain_until_returned(ops[i], old_scratch);
     }
 }
 
@@ -366,9 +383,7 @@ Task<int> GroupIo::write_ranges(const RowRange* ranges, uint32_t count, bool inc
                 prepare_rw(&ops[op_count], IoKind::kWrite, device->fd,
                            block(range.position, range.row), (range.end - range.row) * kBlockBytes,
                            offset);
-                ops[op_count].time_limit_ns = array.io_timeout_ns();
-                ops[op_count].on_time_limit = member_io_timed_out;
-                ops[op_count].time_limit_context = device;
+                ops[op_count].device = &device->io;
                 submitted[op_count] = Submitted{&range, device};
                 batch.add(&ops[op_count]);
                 ++op_count;
@@ -379,6 +394,7 @@ Task<int> GroupIo::write_ranges(const RowRange* ranges, uint32_t count, bool inc
             }
         }
         co_await batch.wait();
+        hand_over_scratch(ops, op_count);
         for (uint32_t i = 0; i < op_count; ++i) {
             const RowRange& range = *submitted[i].range;
             MemberDevice* device = submitted[i].device;

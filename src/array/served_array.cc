@@ -415,7 +415,7 @@ Task<void> ServedArray::persist_checkpoint(uint32_t role, uint64_t stripe) {
     MemberDevice* incoming = array_.member(role).incoming.load();
     if (incoming == nullptr) co_return;
     int result = co_await incoming->table->write_back();
-    if (result == 0) result = co_await Ring::current()->fdatasync(incoming->fd);
+    if (result == 0) result = co_await Ring::current()->fdatasync(incoming->fd, &incoming->io);
     if (result < 0) {
         array_.fail_device(role, incoming,
                            std::string("making the rebuilt data durable failed: ") + strerror(-result));

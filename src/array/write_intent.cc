@@ -56,9 +56,17 @@ Task<int> WriteIntent::write_image(Array& array, bool sync) {
         for (size_t i = 0; i < targets.size(); ++i) {
             prepare_rw(&ops[i], IoKind::kWrite, targets[i].device->fd, buffer.data(),
                        uint32_t(bitmap_bytes_), targets[i].device->bitmap_offset);
+            ops[i].device = &targets[i].device->io;
             batch.add(&ops[i]);
         }
         co_await batch.wait();
+    }
+    // The kernel may still read the image for abandoned writes: the ring keeps it until then.
+    std::shared_ptr<Buffer> kept_buffer;
+    for (size_t i = 0; i < targets.size(); ++i) {
+        if (!ops[i].abandoned) continue;
+        if (!kept_buffer) kept_buffer = std::make_shared<Buffer>(std::move(buffer));
+        Ring::current()->retain_until_returned(ops[i], kept_buffer);
     }
     std::vector<IoOp> syncs(targets.size());
     if (sync) {
@@ -66,6 +74,7 @@ Task<int> WriteIntent::write_image(Array& array, bool sync) {
         for (size_t i = 0; i < targets.size(); ++i) {
             if (ops[i].result < 0) continue;
             prepare_rw(&syncs[i], IoKind::kFdatasync, targets[i].device->fd, nullptr, 0, 0);
+            syncs[i].device = &targets[i].device->io;
             batch.add(&syncs[i]);
         }
         co_await batch.wait();

@@ -3,9 +3,11 @@
 
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <linux/magic.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -160,6 +162,24 @@ Result<MemberFile> MemberFile::open(const std::string& path, const MemberOpenOpt
         }
     }
     return file;
+}
+
+bool inline_issue_may_block(int fd) {
+    struct stat info {};
+    if (::fstat(fd, &info) == 0 && S_ISBLK(info.st_mode)) return false;
+    struct statfs filesystem {};
+    if (::fstatfs(fd, &filesystem) != 0) return true;
+    switch (static_cast<uint64_t>(filesystem.f_type)) {
+        case EXT4_SUPER_MAGIC:  // ext2 and ext3 share it
+        case XFS_SUPER_MAGIC:
+        case BTRFS_SUPER_MAGIC:
+        case F2FS_SUPER_MAGIC:
+        case TMPFS_MAGIC:
+        case OVERLAYFS_SUPER_MAGIC:
+            return false;
+        default:
+            return true;
+    }
 }
 
 MemberFile::MemberFile(MemberFile&& other) noexcept { *this = std::move(other); }

@@ -47,6 +47,14 @@ private:
     size_t size_bytes_ = 0;
 };
 
+// True unless `fd` is a block device or a file on a local filesystem that answers io_uring's
+// nonblocking inline attempt at a read or write with -EAGAIN rather than by blocking: ext2/3/4,
+// XFS, btrfs, F2FS, tmpfs and overlayfs (which passes I/O to the filesystem below it). FUSE
+// blocks there (its O_DIRECT path waits for a free request slot), and network filesystems are
+// treated the same. Their I/O goes to the kernel's worker threads, so a hung server cannot
+// stop a ring (see DeviceIo::issue_async).
+bool inline_issue_may_block(int fd);
+
 struct MemberOpenOptions {
     bool read_only = false;
     // Try O_DIRECT first. When false, the member is opened for buffered I/O only.

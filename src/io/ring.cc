@@ -7,6 +7,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <ctime>
+
+#include <algorithm>
 #include <cassert>
 #include <cerrno>
 #include <utility>
@@ -20,9 +23,10 @@ thread_local Ring* current_ring = nullptr;
 
 constexpr uint32_t kAgainRetriesMax = 1000;
 constexpr uint64_t kWakeupUserData = 1;  // Never a valid IoOp address.
-// Linked timeouts carry (slot << 3) | kLinkTimeoutTag; IoOp addresses have their low 3 bits
-// clear.
-constexpr uint64_t kLinkTimeoutTag = 2;
+// Watched ops carry (slot << 3) | kWatchedOpTag; IoOp addresses have their low 3 bits clear.
+constexpr uint64_t kWatchedOpTag = 2;
+// Cancel requests for abandoned ops; their completions are only counted.
+constexpr uint64_t kCancelUserData = 3;
 constexpr uint32_t kCompletionBatch = 64;
 constexpr long kAgainBackoffNs = 200 * 1000;
 
@@ -70,6 +74,20 @@ Result<std::unique_ptr<Ring>> Ring::create(uint32_t entries) {
 }
 
 Ring::~Ring() {
+    // The kernel may still write into the memory of abandoned ops that it has not returned,
+    // even while the ring is torn down, so that memory is leaked, never freed.
+    uint64_t leaked = 0;
+    for (WatchSlot& slot : watch_slots_) {
+        if (slot.in_kernel && slot.retained) {
+            new std::shared_ptr<void>(std::move(slot.retained));
+            ++leaked;
+        }
+    }
+    if (detached_in_flight_ > 0) {
+        spdlog::warn("ring: stopping with {} abandoned I/O operations still in the kernel; "
+                     "leaking {} of their buffers",
+                     stats_.abandoned_in_kernel, leaked);
+    }
     if (ring_ready_) io_uring_queue_exit(&ring_);
     if (wakeup_fd_ >= 0) close(wakeup_fd_);
 }
@@ -142,9 +160,19 @@ void Ring::run() {
         }
         needs_enable_ = false;
     }
+    // Ops of a hung device can each hold one of the kernel's worker threads (see
+    // DeviceIo::issue_async). Allow as many workers for files and block devices as ops fit in
+    // flight, so that those ops never leave the other devices' ops queued behind them. The
+    // kernel's default is 4 per CPU.
+    unsigned worker_limits[2] = {cq_entries_, 0};
+    int limited = io_uring_register_iowq_max_workers(&ring_, worker_limits);
+    if (limited < 0) {
+        spdlog::warn("ring: raising the io_uring worker limit failed: {}", strerror(-limited));
+    }
     arm_wakeup();
     io_uring_cqe* cqes[kCompletionBatch];
     for (;;) {
+        now_ns_ = monotonic_ns();
         drain_posted();
         if (stopping_.load(std::memory_order_acquire) && idle()) {
             // Handle anything posted between the drain and the check before leaving.
@@ -152,17 +180,27 @@ void Ring::run() {
             drain_posted();
             if (idle()) break;
         }
+        // Wake up for ops that wait out an -EAGAIN pause (so they do not spin) and for the
+        // next check of watched ops.
+        uint64_t wait_ns = UINT64_MAX;
+        if (deferred_head_ != nullptr) wait_ns = kAgainBackoffNs;
+        if (watched_in_flight_ > 0) {
+            wait_ns = std::min(wait_ns, next_watch_check_ns_ > now_ns_
+                                            ? next_watch_check_ns_ - now_ns_
+                                            : uint64_t(0));
+        }
         int result;
-        if (deferred_head_ != nullptr) {
-            // Ops that saw -EAGAIN go again after a short pause, not in a tight loop.
-            __kernel_timespec pause{.tv_sec = 0, .tv_nsec = kAgainBackoffNs};
+        if (wait_ns != UINT64_MAX) {
+            __kernel_timespec pause{.tv_sec = int64_t(wait_ns / 1'000'000'000ull),
+                                    .tv_nsec = int64_t(wait_ns % 1'000'000'000ull)};
             io_uring_cqe* ignored = nullptr;
             result = io_uring_submit_and_wait_timeout(&ring_, &ignored, 1, &pause, nullptr);
             if (result == -ETIME) result = 0;
-            resubmit_deferred();
         } else {
             result = io_uring_submit_and_wait(&ring_, 1);
         }
+        now_ns_ = monotonic_ns();
+        if (deferred_head_ != nullptr) resubmit_deferred();
         if (result < 0 && result != -EINTR && result != -EAGAIN && result != -EBUSY) {
             spdlog::critical("ring: io_uring_submit_and_wait failed: {}", strerror(-result));
             std::terminate();
@@ -176,24 +214,8 @@ void Ring::run() {
             results[i] = cqes[i]->res;
         }
         io_uring_cq_advance(&ring_, count);
-        for (unsigned i = 0; i < count; ++i) {
-            if ((user_data[i] & 7) == kLinkTimeoutTag) {
-                --in_flight_;
-                uint32_t slot = uint32_t(user_data[i] >> 3);
-                LimitSlot& limit = limit_slots_[slot];
-                if (results[i] == -ETIME && limit.op != nullptr && limit.callback != nullptr) {
-                    limit.callback(limit.context);
-                }
-                release_limit_slot(slot);
-                continue;
-            }
-            if (user_data[i] == kWakeupUserData) {
-                wakeup_armed_ = false;
-                arm_wakeup();
-                continue;
-            }
-            complete_cqe(reinterpret_cast<IoOp*>(user_data[i]), results[i]);
-        }
+        for (unsigned i = 0; i < count; ++i) handle_completion(user_data[i], results[i], true);
+        if (watched_in_flight_ > 0 && now_ns_ >= next_watch_check_ns_) check_watched_ops();
         drain_backlog();
         // Resumed coroutines only submit; completions are handled above, so ready_ does not
         // grow while it is walked. The index loop stays valid even if it did.
@@ -204,27 +226,28 @@ void Ring::run() {
 }
 
 bool Ring::prepare(IoOp* op) {
-    bool limited = op->time_limit_ns > 0 &&
-                   (op->kind == IoKind::kRead || op->kind == IoKind::kWrite ||
-                    op->kind == IoKind::kFdatasync);
-    // A time-limited op takes two entries, which must be consecutive in one submission.
-    if (io_uring_sq_space_left(&ring_) < (limited ? 2u : 1u)) io_uring_submit(&ring_);
+    if (io_uring_sq_space_left(&ring_) == 0) io_uring_submit(&ring_);
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     if (sqe == nullptr) return false;
     uint8_t* buffer = op->buffer + op->done;
     uint32_t remaining = op->length - op->done;
+    bool device_io = false;
     switch (op->kind) {
         case IoKind::kRead:
             io_uring_prep_read(sqe, op->fd, buffer, remaining, op->offset + op->done);
+            device_io = true;
             break;
         case IoKind::kWrite:
             io_uring_prep_write(sqe, op->fd, buffer, remaining, op->offset + op->done);
+            device_io = true;
             break;
         case IoKind::kFdatasync:
             io_uring_prep_fsync(sqe, op->fd, IORING_FSYNC_DATASYNC);
+            device_io = true;
             break;
         case IoKind::kFallocate:
             io_uring_prep_fallocate(sqe, op->fd, op->mode, op->offset, op->length);
+            device_io = true;
             break;
         case IoKind::kRecv:
             io_uring_prep_recv(sqe, op->fd, buffer, remaining, op->mode);
@@ -242,35 +265,30 @@ bool Ring::prepare(IoOp* op) {
             io_uring_prep_poll_add(sqe, op->fd, POLLIN);
             break;
     }
-    io_uring_sqe_set_data(sqe, op);
+    DeviceIo* device = device_io ? op->device : nullptr;
+    if (device != nullptr && device->issue_async) sqe->flags |= IOSQE_ASYNC;
+    if (device != nullptr && device->time_limit_ns > 0) {
+        uint32_t slot = take_watch_slot(op);
+        io_uring_sqe_set_data64(sqe, (uint64_t(slot) << 3) | kWatchedOpTag);
+    } else {
+        io_uring_sqe_set_data(sqe, op);
+    }
     ++in_flight_;
     ++stats_.submitted;
-    if (limited) {
-        sqe->flags |= IOSQE_IO_LINK;
-        op->timeout.tv_sec = int64_t(op->time_limit_ns / 1'000'000'000ull);
-        op->timeout.tv_nsec = int64_t(op->time_limit_ns % 1'000'000'000ull);
-        io_uring_sqe* limit = io_uring_get_sqe(&ring_);
-        assert(limit != nullptr);
-        io_uring_prep_link_timeout(limit, &op->timeout, 0);
-        uint32_t slot;
-        if (!free_limit_slots_.empty()) {
-            slot = free_limit_slots_.back();
-            free_limit_slots_.pop_back();
-        } else {
-            slot = uint32_t(limit_slots_.size());
-            limit_slots_.emplace_back();
-        }
-        limit_slots_[slot] = LimitSlot{op, op->on_time_limit, op->time_limit_context, 2};
-        op->limit_slot = slot;
-        io_uring_sqe_set_data64(limit, (uint64_t(slot) << 3) | kLinkTimeoutTag);
-        ++in_flight_;
-    }
     stats_.in_flight = in_flight_;
     return true;
 }
 
 void Ring::submit(IoOp* op) {
-    // Keep room for the wakeup read and a linked timeout so completions never exceed the queue.
+    if (op->device != nullptr && op->device->failed != nullptr &&
+        op->device->failed->load(std::memory_order_acquire)) {
+        // The device failed: nobody should wait for it, and it may hang.
+        op->result = -ECANCELED;
+        finish(op);
+        return;
+    }
+    // Keep room for the wakeup read and a cancel request so completions never exceed the
+    // queue.
     if (in_flight_ + 2 < cq_entries_ && backlog_head_ == nullptr && prepare(op)) return;
     ++stats_.backlogged;
     op->next_backlog = nullptr;
@@ -282,10 +300,147 @@ void Ring::submit(IoOp* op) {
     backlog_tail_ = op;
 }
 
-void Ring::release_limit_slot(uint32_t slot) {
-    if (--limit_slots_[slot].pending == 0) {
-        limit_slots_[slot] = LimitSlot{};
-        free_limit_slots_.push_back(slot);
+uint64_t Ring::monotonic_ns() {
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return uint64_t(now.tv_sec) * 1'000'000'000ull + uint64_t(now.tv_nsec);
+}
+
+uint32_t Ring::take_watch_slot(IoOp* op) {
+    uint32_t slot;
+    if (!free_watch_slots_.empty()) {
+        slot = free_watch_slots_.back();
+        free_watch_slots_.pop_back();
+    } else {
+        slot = uint32_t(watch_slots_.size());
+        watch_slots_.emplace_back();
+    }
+    WatchSlot& watch = watch_slots_[slot];
+    watch.op = op;
+    watch.submitted_ns = now_ns_;
+    watch.in_kernel = true;
+    if (watched_in_flight_++ == 0) next_watch_check_ns_ = now_ns_ + kWatchIntervalNs;
+    return slot;
+}
+
+void Ring::free_watch_slot(uint32_t slot) {
+    WatchSlot& watch = watch_slots_[slot];
+    watch.op = nullptr;
+    watch.in_kernel = false;
+    watch.retained.reset();
+    ++watch.generation;
+    free_watch_slots_.push_back(slot);
+}
+
+void Ring::handle_completion(uint64_t user_data, int result, bool apply_fault_hook) {
+    if (user_data == kWakeupUserData) {
+        wakeup_armed_ = false;
+        arm_wakeup();
+        return;
+    }
+    if (user_data == kCancelUserData) {
+        --in_flight_;
+        --detached_in_flight_;
+        return;
+    }
+    bool watched = (user_data & 7) == kWatchedOpTag;
+    uint32_t slot = uint32_t(user_data >> 3);
+    IoOp* op = watched ? watch_slots_[slot].op : reinterpret_cast<IoOp*>(user_data);
+    if (op == nullptr) {
+        // The kernel returned an op that the ring abandoned: its memory may go now.
+        --in_flight_;
+        --detached_in_flight_;
+        --stats_.abandoned_in_kernel;
+        stats_.in_flight = in_flight_;
+        free_watch_slot(slot);
+        return;
+    }
+    if (apply_fault_hook && fault_hook_ != nullptr) {
+        int rewritten = fault_hook_(*op, result, fault_context_);
+        if (rewritten == kWithholdCompletion) {
+            withheld_.push_back(WithheldCompletion{user_data, result});
+            return;
+        }
+        result = rewritten;
+    }
+    if (watched) {
+        // Record progress for the device's watchdog, at most once a millisecond per device.
+        std::atomic<uint64_t>& last = op->device->last_completion_ns;
+        if (now_ns_ > last.load(std::memory_order_relaxed) + 1'000'000) {
+            last.store(now_ns_, std::memory_order_relaxed);
+        }
+        free_watch_slot(slot);
+        --watched_in_flight_;
+    }
+    complete_cqe(op, result);
+}
+
+void Ring::deliver_withheld_completions() {
+    std::vector<WithheldCompletion> withheld;
+    withheld.swap(withheld_);
+    for (const WithheldCompletion& completion : withheld) {
+        // The fault hook saw the real result; hand the op back with it unchanged.
+        handle_completion(completion.user_data, completion.result, false);
+    }
+}
+
+void Ring::check_watched_ops() {
+    next_watch_check_ns_ = now_ns_ + kWatchIntervalNs;
+    // First the ops past their time limit: failing their device makes the second pass drop
+    // that device's other ops at once.
+    for (uint32_t slot = 0; slot < watch_slots_.size(); ++slot) {
+        IoOp* op = watch_slots_[slot].op;
+        if (op == nullptr) continue;
+        const DeviceIo& device = *op->device;
+        uint64_t waited = now_ns_ - watch_slots_[slot].submitted_ns;
+        if (waited < device.time_limit_ns) continue;
+        uint64_t since_progress = now_ns_ - device.last_completion_ns.load(std::memory_order_relaxed);
+        if (since_progress < device.time_limit_ns &&
+            waited < kStuckOpLimits * device.time_limit_ns) {
+            continue;  // Slow, not hung: the device completes other ops.
+        }
+        ++stats_.timed_out;
+        if (device.on_time_limit != nullptr) device.on_time_limit(device.context);
+        abandon(slot, -ETIMEDOUT);
+    }
+    for (uint32_t slot = 0; slot < watch_slots_.size(); ++slot) {
+        IoOp* op = watch_slots_[slot].op;
+        if (op == nullptr || op->device->failed == nullptr) continue;
+        if (op->device->failed->load(std::memory_order_acquire)) abandon(slot, -ECANCELED);
+    }
+}
+
+void Ring::abandon(uint32_t slot, int result) {
+    WatchSlot& watch = watch_slots_[slot];
+    IoOp* op = watch.op;
+    watch.op = nullptr;
+    --watched_in_flight_;
+    ++detached_in_flight_;
+    ++stats_.abandoned;
+    ++stats_.abandoned_in_kernel;
+    op->abandoned = true;
+    op->watch_slot = slot;
+    op->watch_generation = watch.generation;
+    op->result = result;
+    // Cancelling does not help an op that blocks in a FUSE server, but it frees one that is
+    // still queued in the kernel. Its completion only needs counting.
+    if (io_uring_sq_space_left(&ring_) == 0) io_uring_submit(&ring_);
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (sqe != nullptr) {
+        io_uring_prep_cancel64(sqe, (uint64_t(slot) << 3) | kWatchedOpTag, 0);
+        io_uring_sqe_set_data64(sqe, kCancelUserData);
+        ++in_flight_;
+        ++detached_in_flight_;
+    }
+    stats_.in_flight = in_flight_;
+    finish(op);
+}
+
+void Ring::retain_until_returned(const IoOp& op, std::shared_ptr<void> memory) {
+    if (!op.abandoned || op.watch_slot >= watch_slots_.size()) return;
+    WatchSlot& watch = watch_slots_[op.watch_slot];
+    if (watch.in_kernel && watch.op == nullptr && watch.generation == op.watch_generation) {
+        watch.retained = std::move(memory);
     }
 }
 
@@ -333,19 +488,6 @@ void Ring::complete_cqe(IoOp* op, int result) {
     --in_flight_;
     ++stats_.completed;
     stats_.in_flight = in_flight_;
-    if (op->limit_slot != UINT32_MAX) {
-        limit_slots_[op->limit_slot].op = nullptr;
-        release_limit_slot(op->limit_slot);
-        op->limit_slot = UINT32_MAX;
-    }
-    if (fault_hook_ != nullptr) result = fault_hook_(*op, result, fault_context_);
-    if (op->time_limit_ns > 0 && (result == -ECANCELED || result == -EINTR)) {
-        // The linked timeout fired: the device did not answer in time.
-        op->result = -ETIMEDOUT;
-        finish(op);
-        return;
-    }
-
     if (result == -EAGAIN || result == -EINTR) {
         if (++op->retries <= kAgainRetriesMax) {
             ++stats_.resubmitted_again;
@@ -437,9 +579,17 @@ Task<int> Ring::write(int fd, const void* buffer, uint32_t length, uint64_t offs
                    offset, 0);
 }
 
-Task<int> Ring::fdatasync(int fd) { return run_one(IoKind::kFdatasync, fd, nullptr, 0, 0, 0); }
+Task<int> Ring::fdatasync(int fd, DeviceIo* device) {
+    IoOp op;
+    prepare_rw(&op, IoKind::kFdatasync, fd, nullptr, 0, 0);
+    op.device = device;
+    IoBatch batch(*this);
+    batch.add(&op);
+    co_await batch.wait();
+    co_return op.result;
+}
 
-Task<int> Ring::fallocate(int fd, int mode, uint64_t offset, uint64_t length) {
+Task<int> Ring::fallocate(int fd, int mode, uint64_t offset, uint64_t length, DeviceIo* device) {
     // IoOp carries a 32-bit length, so large ranges go in pieces of 1 GiB.
     constexpr uint64_t kPieceBytes = 1ull << 30;
     uint64_t done = 0;
@@ -449,6 +599,7 @@ Task<int> Ring::fallocate(int fd, int mode, uint64_t offset, uint64_t length) {
         prepare_rw(&op, IoKind::kFallocate, fd, nullptr, static_cast<uint32_t>(piece),
                    offset + done);
         op.mode = mode;
+        op.device = device;
         IoBatch batch(*this);
         batch.add(&op);
         co_await batch.wait();

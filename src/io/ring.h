@@ -8,10 +8,22 @@
 //   - -EAGAIN and -EINTR are resubmitted after a 200 us pause, up to 1000 times;
 //   - a read that reaches end of file before it is complete fails with -EIO (never zeros);
 //   - a socket receive that sees end of stream completes with the bytes received so far;
-//   - a read, write or fdatasync with a time limit that it exceeds fails with -ETIMEDOUT
-//     (through a linked IORING_OP_LINK_TIMEOUT).
+//   - an op of a device with a time limit (DeviceIo) that passes it fails with -ETIMEDOUT.
+//     An op of a device that has failed meanwhile fails with -ECANCELED. Both happen whether
+//     or not the kernel has returned the op (see "Watched ops" below).
 // In-flight operations are capped at the completion queue size, so completions never
 // overflow; ops beyond the cap wait in a backlog and are submitted as others complete.
+//
+// Watched ops: a read, write, fdatasync or fallocate whose IoOp::device has a time limit.
+// The kernel may hold such an op for good (a hung FUSE server, a dead disk) and cancelling
+// it may not help, so the ring does not wait for it: about every kWatchIntervalNs it checks
+// each watched op in flight. An op fails with -ETIMEDOUT when it has been in flight for the
+// time limit and its device has completed no op in that time either. It also fails after
+// kStuckOpLimits time limits in flight, even if the device completes other ops. The ring
+// then calls the device's on_time_limit, asks the kernel to cancel the op, and completes it
+// to its waiter. The kernel still owns the op's buffer until the op's own completion
+// arrives, so the caller must not free or reuse that memory: it hands it to
+// retain_until_returned(), which keeps it until then.
 //
 // Other threads hand work to a ring with post(); it wakes the ring through an eventfd.
 #pragma once
@@ -53,6 +65,26 @@ struct IoWaiter {
     uint32_t pending = 0;
 };
 
+// How the ring treats the I/O of one device. Every op of the device points to it, from any
+// worker's ring, so it must outlive them.
+struct DeviceIo {
+    // Hand reads and writes to the kernel's worker threads (IOSQE_ASYNC) instead of trying
+    // them inline in io_uring_enter. Needed where an inline attempt can block the calling
+    // thread: FUSE waits there for a free request slot even for a nonblocking O_DIRECT read,
+    // which would stop the whole ring while a FUSE server hangs.
+    bool issue_async = false;
+    // Time limit of one read, write, fdatasync or fallocate, 0 for none.
+    uint64_t time_limit_ns = 0;
+    // Called on the ring's thread when an op passes the time limit, before the op fails.
+    void (*on_time_limit)(void* context) = nullptr;
+    void* context = nullptr;
+    // Set once the device has failed: its ops in flight fail with -ECANCELED at the ring's
+    // next check, and new ones fail at once without being submitted. May be null.
+    const std::atomic<bool>* failed = nullptr;
+    // CLOCK_MONOTONIC time of the latest completion of an op of this device, in nanoseconds.
+    std::atomic<uint64_t> last_completion_ns{0};
+};
+
 struct IoOp {
     IoKind kind = IoKind::kRead;
     int fd = -1;
@@ -64,22 +96,22 @@ struct IoOp {
     int mode = 0;             // fallocate mode, or recv/send flags.
     uint32_t retries = 0;     // -EAGAIN retries so far.
     msghdr message{};         // kSendmsg: iovecs advance as bytes are sent.
-    __kernel_timespec timeout{};  // kTimeout's duration, or the time limit below.
-    // Time limit for a read, write or fdatasync, 0 for none. When it passes, the ring calls
-    // on_time_limit(time_limit_context) at once, even if the kernel cannot cancel the op (a
-    // hung FUSE or block device), and asks for the op to be cancelled; a cancelled op fails
-    // with -ETIMEDOUT. The op itself still completes only when the kernel returns it.
-    uint64_t time_limit_ns = 0;
-    void (*on_time_limit)(void* context) = nullptr;
-    void* time_limit_context = nullptr;
-    uint32_t limit_slot = UINT32_MAX;  // Ring bookkeeping for the linked timeout.
+    __kernel_timespec timeout{};  // kTimeout's duration.
+    DeviceIo* device = nullptr;   // The device's issue mode and time limit, or null.
+    // Set when the ring completed the op without waiting for the kernel to return it (see
+    // "Watched ops"): its buffer must go to Ring::retain_until_returned().
+    bool abandoned = false;
+    uint32_t watch_slot = UINT32_MAX;  // Ring bookkeeping for watched ops.
+    uint32_t watch_generation = 0;
     IoWaiter* waiter = nullptr;
     IoOp* next_backlog = nullptr;
 };
 
 // Test hook: may rewrite a completion's result before the ring acts on it (clamp to a short
-// transfer, turn into -EAGAIN). Returns the result to use.
+// transfer, turn into -EAGAIN). Returns the result to use, or kWithholdCompletion to act as
+// if the kernel had not returned the op yet, until Ring::deliver_withheld_completions().
 using CompletionFaultHook = int (*)(const IoOp& op, int result, void* context);
+inline constexpr int kWithholdCompletion = INT32_MIN;
 
 struct RingStats {
     uint64_t submitted = 0;
@@ -88,6 +120,9 @@ struct RingStats {
     uint64_t resubmitted_again = 0;
     uint64_t backlogged = 0;
     uint64_t in_flight = 0;
+    uint64_t timed_out = 0;  // Watched ops failed with -ETIMEDOUT.
+    uint64_t abandoned = 0;  // Watched ops completed before the kernel returned them.
+    uint64_t abandoned_in_kernel = 0;  // Abandoned ops the kernel has not returned yet.
 };
 
 class Ring {
@@ -115,8 +150,11 @@ public:
     // on failure.
     Task<int> read(int fd, void* buffer, uint32_t length, uint64_t offset);
     Task<int> write(int fd, const void* buffer, uint32_t length, uint64_t offset);
-    Task<int> fdatasync(int fd);
-    Task<int> fallocate(int fd, int mode, uint64_t offset, uint64_t length);
+    // `device` (optional) sets the issue mode and time limit; these ops use no buffer, so an
+    // abandoned one needs nothing retained.
+    Task<int> fdatasync(int fd, DeviceIo* device = nullptr);
+    Task<int> fallocate(int fd, int mode, uint64_t offset, uint64_t length,
+                        DeviceIo* device = nullptr);
     Task<int> recv(int fd, void* buffer, uint32_t length);
     Task<int> sendmsg(int fd, iovec* iov, uint32_t iov_count);
     Task<int> accept(int fd);
@@ -126,23 +164,45 @@ public:
     // Submits a prepared op that reports to `waiter` (see IoBatch).
     void submit(IoOp* op);
 
+    // Keeps `memory` alive until the kernel returns `op`, which the ring abandoned (see
+    // "Watched ops"): the kernel may still read from or write into it. Frees it at once when
+    // the kernel has returned the op already. Does nothing for an op that was not abandoned.
+    void retain_until_returned(const IoOp& op, std::shared_ptr<void> memory);
+
+    // How often the ring checks its watched ops, and how many time limits an op may take
+    // while its device completes other ops.
+    static constexpr uint64_t kWatchIntervalNs = 50'000'000;
+    static constexpr uint64_t kStuckOpLimits = 4;
+
     void set_fault_hook(CompletionFaultHook hook, void* context) {
         fault_hook_ = hook;
         fault_context_ = context;
     }
+    // Test hook: hands the completions withheld by the fault hook to the ring, as if the
+    // kernel returned them now. Call it on the ring's thread.
+    void deliver_withheld_completions();
     const RingStats& stats() const { return stats_; }
     uint32_t completion_capacity() const { return cq_entries_; }
 
 private:
     Ring() = default;
     bool prepare(IoOp* op);
+    void handle_completion(uint64_t user_data, int result, bool apply_fault_hook);
     void complete_cqe(IoOp* op, int result);
+    uint32_t take_watch_slot(IoOp* op);
+    void free_watch_slot(uint32_t slot);
+    void check_watched_ops();
+    void abandon(uint32_t slot, int result);
+    static uint64_t monotonic_ns();
     void finish(IoOp* op);
     void drain_backlog();
     void defer(IoOp* op);
     void resubmit_deferred();
+    // Abandoned ops and cancel requests do not count: nobody waits for them, and a hung
+    // device may never return them.
     bool idle() const {
-        return in_flight_ == 0 && backlog_head_ == nullptr && deferred_head_ == nullptr;
+        return in_flight_ == detached_in_flight_ && backlog_head_ == nullptr &&
+               deferred_head_ == nullptr;
     }
     void drain_posted();
     void arm_wakeup();
@@ -158,17 +218,26 @@ private:
     IoOp* backlog_head_ = nullptr;
     IoOp* backlog_tail_ = nullptr;
     IoOp* deferred_head_ = nullptr;  // Ops waiting out an -EAGAIN pause.
-    // One slot per time-limited op in flight. The timeout's completion may arrive after the op
-    // has completed and been freed, so it finds its op through a slot, never a pointer.
-    struct LimitSlot {
-        IoOp* op = nullptr;  // Null once the op has completed.
-        void (*callback)(void*) = nullptr;
-        void* context = nullptr;
-        uint8_t pending = 0;  // Completions still expected: the op's and the timeout's.
+    // One slot per watched op in the kernel. The op's completion carries its slot, not its
+    // address, because an abandoned op may be freed long before the kernel returns it.
+    struct WatchSlot {
+        IoOp* op = nullptr;  // Null once abandoned, until the kernel returns the op.
+        uint64_t submitted_ns = 0;
+        std::shared_ptr<void> retained;  // Memory an abandoned op may still use.
+        uint32_t generation = 0;  // Bumped on every reuse, to match retain requests.
+        bool in_kernel = false;
     };
-    std::vector<LimitSlot> limit_slots_;
-    std::vector<uint32_t> free_limit_slots_;
-    void release_limit_slot(uint32_t slot);
+    std::vector<WatchSlot> watch_slots_;
+    std::vector<uint32_t> free_watch_slots_;
+    uint32_t watched_in_flight_ = 0;   // Watched ops that a caller still waits for.
+    uint32_t detached_in_flight_ = 0;  // Abandoned ops and cancel requests in the kernel.
+    uint64_t now_ns_ = 0;              // CLOCK_MONOTONIC, read once per loop turn.
+    uint64_t next_watch_check_ns_ = 0;
+    struct WithheldCompletion {
+        uint64_t user_data;
+        int result;
+    };
+    std::vector<WithheldCompletion> withheld_;
     std::vector<std::coroutine_handle<>> ready_;
     RingStats stats_;
     CompletionFaultHook fault_hook_ = nullptr;
@@ -223,6 +292,7 @@ inline void prepare_rw(IoOp* op, IoKind kind, int fd, void* buffer, uint32_t len
     op->done = 0;
     op->result = 0;
     op->retries = 0;
+    op->abandoned = false;
 }
 
 }  // namespace ecraid
