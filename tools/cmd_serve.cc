@@ -304,8 +304,9 @@ void add_serve_command(CLI::App& app) {
     command->add_flag("--rebuild-no-yield", options->rebuild_no_yield,
                       "Do not pause the rebuild while clients issue requests");
     command->add_option("--io-timeout", options->io_timeout_seconds,
-                        "Seconds a member may take for one read, write or flush before it is "
-                        "marked faulty; 0 means no limit (default 30)")
+                        "Seconds a member's read, write or flush may wait while the member "
+                        "completes nothing before it is marked faulty; 0 means no limit "
+                        "(default 30)")
         ->check(CLI::NonNegativeNumber);
     command->add_option("--scrub-interval", options->scrub_interval,
                         "Start a scrub this long after the last one (for example 7d, 12h); "

@@ -275,6 +275,8 @@ static Status write_device(const Superblock& reference, AssembledDevice& device,
     return status.with_context(device.path);
 }
 
+// NOTE: these writes are synchronous and have no I/O timeout, so a member that hangs before
+// it is marked faulty blocks the calling thread here until the member completes the write.
 Status MetadataWriter::write_all_locked() {
     Status first_error;
     const Superblock& reference = assembly_->reference;

@@ -282,7 +282,7 @@ bool Ring::prepare(IoOp* op) {
 void Ring::submit(IoOp* op) {
     if (op->device != nullptr && op->device->failed != nullptr &&
         op->device->failed->load(std::memory_order_acquire)) {
-        // The device failed: nobody should wait for it, and it may hang.
+        // The device failed and may hang, so its ops are not waited for.
         op->result = -ECANCELED;
         finish(op);
         return;
@@ -365,9 +365,10 @@ void Ring::handle_completion(uint64_t user_data, int result, bool apply_fault_ho
     }
     if (watched) {
         // Record progress for the device's watchdog, at most once a millisecond per device.
-        std::atomic<uint64_t>& last = op->device->last_completion_ns;
-        if (now_ns_ > last.load(std::memory_order_relaxed) + 1'000'000) {
-            last.store(now_ns_, std::memory_order_relaxed);
+        // Rings race on this load and store, so the value may lag a concurrent completion.
+        DeviceIo& device = *op->device;
+        if (now_ns_ > device.last_completion_ns.load(std::memory_order_relaxed) + 1'000'000) {
+            device.last_completion_ns.store(now_ns_, std::memory_order_relaxed);
         }
         free_watch_slot(slot);
         --watched_in_flight_;
@@ -375,9 +376,10 @@ void Ring::handle_completion(uint64_t user_data, int result, bool apply_fault_ho
     complete_cqe(op, result);
 }
 
-void Ring::deliver_withheld_completions() {
-    std::vector<WithheldCompletion> withheld;
-    withheld.swap(withheld_);
+void Ring::deliver_withheld_completions(size_t count) {
+    count = std::min(count, withheld_.size());
+    std::vector<WithheldCompletion> withheld(withheld_.begin(), withheld_.begin() + count);
+    withheld_.erase(withheld_.begin(), withheld_.begin() + count);
     for (const WithheldCompletion& completion : withheld) {
         // The fault hook saw the real result; hand the op back with it unchanged.
         handle_completion(completion.user_data, completion.result, false);
@@ -389,16 +391,22 @@ void Ring::check_watched_ops() {
     // First the ops past their time limit: failing their device makes the second pass drop
     // that device's other ops at once.
     for (uint32_t slot = 0; slot < watch_slots_.size(); ++slot) {
-        IoOp* op = watch_slots_[slot].op;
+        WatchSlot& watch = watch_slots_[slot];
+        IoOp* op = watch.op;
         if (op == nullptr) continue;
         const DeviceIo& device = *op->device;
-        uint64_t waited = now_ns_ - watch_slots_[slot].submitted_ns;
-        if (waited < device.time_limit_ns) continue;
-        uint64_t since_progress = now_ns_ - device.last_completion_ns.load(std::memory_order_relaxed);
-        if (since_progress < device.time_limit_ns &&
-            waited < kStuckOpLimits * device.time_limit_ns) {
-            continue;  // Slow, not hung: the device completes other ops.
-        }
+        uint64_t limit = device.time_limit_ns;
+        // Ops of a device that failed meanwhile are the second pass's.
+        if (device.failed != nullptr && device.failed->load(std::memory_order_acquire)) continue;
+        if (now_ns_ - watch.submitted_ns < limit) continue;
+        // NOTE: an op that stays stuck while its device keeps completing other ops is not
+        // timed out. FUSE and io-wq complete a slow device's queue out of order, so "later
+        // ops overtook it" does not tell a stuck op from a queued one.
+        uint64_t idle_ns = now_ns_ - device.last_completion_ns.load(std::memory_order_relaxed);
+        if (idle_ns < limit) continue;  // Slow, not hung: the device completes other ops.
+        spdlog::warn("ring: I/O on fd {} timed out after {} ms, with no I/O of its device "
+                     "completed in that time",
+                     op->fd, (now_ns_ - watch.submitted_ns) / 1'000'000);
         ++stats_.timed_out;
         if (device.on_time_limit != nullptr) device.on_time_limit(device.context);
         abandon(slot, -ETIMEDOUT);

@@ -18,8 +18,8 @@
 // The kernel may hold such an op for good (a hung FUSE server, a dead disk) and cancelling
 // it may not help, so the ring does not wait for it: about every kWatchIntervalNs it checks
 // each watched op in flight. An op fails with -ETIMEDOUT when it has been in flight for the
-// time limit and its device has completed no op in that time either. It also fails after
-// kStuckOpLimits time limits in flight, even if the device completes other ops. The ring
+// time limit and its device has completed no op in that time either (the device hangs). An op
+// that waits longer only because many ops queue on a slow device is left alone. The ring
 // then calls the device's on_time_limit, asks the kernel to cancel the op, and completes it
 // to its waiter. The kernel still owns the op's buffer until the op's own completion
 // arrives, so the caller must not free or reuse that memory: it hands it to
@@ -65,8 +65,8 @@ struct IoWaiter {
     uint32_t pending = 0;
 };
 
-// How the ring treats the I/O of one device. Every op of the device points to it, from any
-// worker's ring, so it must outlive them.
+// The I/O settings of one device: issue mode, time limit and failure flag. Every op of the
+// device points to it, from any worker's ring, so it must outlive them.
 struct DeviceIo {
     // Hand reads and writes to the kernel's worker threads (IOSQE_ASYNC) instead of trying
     // them inline in io_uring_enter. Needed where an inline attempt can block the calling
@@ -169,18 +169,16 @@ public:
     // the kernel has returned the op already. Does nothing for an op that was not abandoned.
     void retain_until_returned(const IoOp& op, std::shared_ptr<void> memory);
 
-    // How often the ring checks its watched ops, and how many time limits an op may take
-    // while its device completes other ops.
+    // How often the ring checks its watched ops.
     static constexpr uint64_t kWatchIntervalNs = 50'000'000;
-    static constexpr uint64_t kStuckOpLimits = 4;
 
     void set_fault_hook(CompletionFaultHook hook, void* context) {
         fault_hook_ = hook;
         fault_context_ = context;
     }
-    // Test hook: hands the completions withheld by the fault hook to the ring, as if the
-    // kernel returned them now. Call it on the ring's thread.
-    void deliver_withheld_completions();
+    // Test hook: hands up to `count` completions withheld by the fault hook to the ring,
+    // oldest first, as if the kernel returned them now. Call it on the ring's thread.
+    void deliver_withheld_completions(size_t count = SIZE_MAX);
     const RingStats& stats() const { return stats_; }
     uint32_t completion_capacity() const { return cq_entries_; }
 
@@ -198,8 +196,8 @@ private:
     void drain_backlog();
     void defer(IoOp* op);
     void resubmit_deferred();
-    // Abandoned ops and cancel requests do not count: nobody waits for them, and a hung
-    // device may never return them.
+    // Abandoned ops and cancel requests do not count: no coroutine waits for them, and a
+    // hung device may never return them.
     bool idle() const {
         return in_flight_ == detached_in_flight_ && backlog_head_ == nullptr &&
                deferred_head_ == nullptr;
