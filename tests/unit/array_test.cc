@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <random>
@@ -78,6 +79,7 @@ protected:
         assembly_ = std::make_unique<Assembly>(std::move(assembly).value());
         ArrayOptions options;
         options.table_cache_bytes = 1 << 20;
+        options.io_timeout_ns = io_timeout_ns_;
         auto array = open_array(*assembly_, options);
         ASSERT_TRUE(array.ok()) << array.status().to_string();
         array_ = std::move(array).value();
@@ -171,6 +173,7 @@ protected:
     }
 
     static inline int counter_ = 0;
+    uint64_t io_timeout_ns_ = 30'000'000'000ull;
     std::filesystem::path directory_;
     std::vector<std::string> paths_;
     std::unique_ptr<Ring> ring_;
@@ -279,6 +282,76 @@ TEST_P(ArrayTest, Raid0WritesBesideALostMemberSucceed) {
     EXPECT_EQ(write(chunk - 10, random_bytes(random, 20)), -EIO);
     std::vector<uint8_t> out;
     EXPECT_EQ(read(chunk, 4096, &out), -EIO);
+}
+
+// Withholds every completion of one member device, as if it hung, until the test hands them
+// to the ring.
+int withhold_member_io(const IoOp& op, int result, void* context) {
+    return op.device == static_cast<const DeviceIo*>(context) ? kWithholdCompletion : result;
+}
+
+TEST_P(ArrayTest, HungMemberFailsAndReadsGoOn) {
+    uint32_t tolerated = array_->geometry().failures_tolerated();
+    if (tolerated == 0) GTEST_SKIP() << "raid0 has no redundancy";
+    std::mt19937_64 random(test_seed() + 6);
+    io_timeout_ns_ = 200'000'000;
+    open();
+    uint64_t stripe_bytes = array_->geometry().stripe_data_bytes();
+    ASSERT_EQ(write(0, random_bytes(random, 2 * stripe_bytes)), 0);
+
+    std::vector<Extent> extents;
+    array_->geometry().map(0, 1, &extents);
+    ASSERT_EQ(extents.size(), 1u);
+    uint32_t hung_role = extents[0].member;
+    MemberDevice* hung = array_->member(hung_role).device.load();
+    ring_->set_fault_hook(withhold_member_io, &hung->io);
+
+    auto start = std::chrono::steady_clock::now();
+    expect_matches_model(0, 2 * stripe_bytes, "read while a member hangs");
+    auto waited = std::chrono::steady_clock::now() - start;
+    EXPECT_LT(waited, std::chrono::seconds(2)) << "the read waited for the hung member";
+    EXPECT_EQ(array_->member(hung_role).state.load(), MemberState::kFaulty);
+    EXPECT_GT(ring_->stats().timed_out, 0u);
+
+    // A flush goes on without the hung member, and writes too.
+    EXPECT_EQ(flush(), 0);
+    ASSERT_EQ(write(4096, random_bytes(random, 8192)), 0);
+    expect_matches_model(0, 2 * stripe_bytes, "read after a write");
+
+    // The kernel returns the hung ops at last: the ring frees what they used.
+    EXPECT_GT(ring_->stats().abandoned_in_kernel, 0u);
+    run([&]() -> Task<void> {
+        ring_->deliver_withheld_completions();
+        co_return;
+    });
+    EXPECT_EQ(ring_->stats().abandoned_in_kernel, 0u);
+    ring_->set_fault_hook(nullptr, nullptr);
+}
+
+TEST_P(ArrayTest, FlushFailsHungMemberWithinTimeout) {
+    uint32_t tolerated = array_->geometry().failures_tolerated();
+    if (tolerated == 0) GTEST_SKIP() << "raid0 has no redundancy";
+    std::mt19937_64 random(test_seed() + 7);
+    io_timeout_ns_ = 200'000'000;
+    open();
+    ASSERT_EQ(write(0, random_bytes(random, 65536)), 0);
+    uint32_t hung_role = 1;
+    MemberDevice* hung = array_->member(hung_role).device.load();
+    ring_->set_fault_hook(withhold_member_io, &hung->io);
+
+    auto start = std::chrono::steady_clock::now();
+    EXPECT_EQ(flush(), 0);
+    auto waited = std::chrono::steady_clock::now() - start;
+    EXPECT_LT(waited, std::chrono::seconds(2)) << "the flush waited for the hung member";
+    EXPECT_EQ(array_->member(hung_role).state.load(), MemberState::kFaulty);
+    expect_matches_model(0, 65536, "read after the flush");
+
+    run([&]() -> Task<void> {
+        ring_->deliver_withheld_completions();
+        co_return;
+    });
+    EXPECT_EQ(ring_->stats().abandoned_in_kernel, 0u);
+    ring_->set_fault_hook(nullptr, nullptr);
 }
 
 TEST_P(ArrayTest, TrimAndWriteZeroesReadZeros) {

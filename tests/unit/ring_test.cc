@@ -6,7 +6,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
+#include <memory>
 #include <random>
 #include <thread>
 #include <vector>
@@ -182,6 +185,150 @@ TEST(Ring, SleepWaitsAtLeastTheDuration) {
         EXPECT_EQ(result, 0);
     });
     EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(20));
+}
+
+// ---- Watched ops: time limits that do not depend on the kernel returning an op ----
+
+// Withholds the completions of reads on one device, as if the device hung: the kernel has done
+// the read, but the ring does not see it until deliver_withheld_completions().
+struct HangPlan {
+    const DeviceIo* hung = nullptr;
+};
+
+int withhold_hung_reads(const IoOp& op, int result, void* context) {
+    auto* plan = static_cast<HangPlan*>(context);
+    if (op.device != plan->hung || op.kind != IoKind::kRead) return result;
+    return kWithholdCompletion;
+}
+
+void count_time_limit(void* context) { ++*static_cast<int*>(context); }
+
+using Clock = std::chrono::steady_clock;
+
+uint64_t milliseconds_since(Clock::time_point start) {
+    return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start)
+                        .count());
+}
+
+TEST(RingWatchdog, HungReadTimesOutAndKeepsItsBuffer) {
+    auto ring = make_ring();
+    TempFile file(1 << 20);
+    int time_limits_passed = 0;
+    DeviceIo device;
+    device.time_limit_ns = 100'000'000;
+    device.on_time_limit = count_time_limit;
+    device.context = &time_limits_passed;
+    HangPlan plan{&device};
+    ring->set_fault_hook(withhold_hung_reads, &plan);
+    bool buffer_freed = false;
+    run_on_ring(*ring, [&]() -> Task<void> {
+        auto buffer = std::shared_ptr<uint8_t[]>(new uint8_t[65536], [&](uint8_t* bytes) {
+            buffer_freed = true;
+            delete[] bytes;
+        });
+        IoOp op;
+        prepare_rw(&op, IoKind::kRead, file.fd(), buffer.get(), 65536, 0);
+        op.device = &device;
+        auto start = Clock::now();
+        {
+            IoBatch batch(*ring);
+            batch.add(&op);
+            co_await batch.wait();
+        }
+        uint64_t waited_ms = milliseconds_since(start);
+        EXPECT_EQ(op.result, -ETIMEDOUT);
+        EXPECT_TRUE(op.abandoned);
+        EXPECT_EQ(time_limits_passed, 1);
+        EXPECT_GE(waited_ms, 100u);
+        EXPECT_LT(waited_ms, 1000u);
+        EXPECT_EQ(ring->stats().abandoned_in_kernel, 1u);
+
+        ring->retain_until_returned(op, buffer);
+        buffer.reset();
+        EXPECT_FALSE(buffer_freed) << "freed while the kernel still owned the read";
+        ring->deliver_withheld_completions();
+        EXPECT_TRUE(buffer_freed) << "not freed once the kernel returned the read";
+        EXPECT_EQ(ring->stats().abandoned_in_kernel, 0u);
+    });
+    EXPECT_EQ(ring->stats().timed_out, 1u);
+}
+
+TEST(RingWatchdog, SlowDeviceQueueIsNotTimedOut) {
+    // Ten reads queue on a device that completes one every 50 ms: the last waits more than
+    // three time limits, but the device is slow, not hung.
+    auto ring = make_ring();
+    TempFile file(1 << 20);
+    int time_limits_passed = 0;
+    DeviceIo device;
+    device.time_limit_ns = 150'000'000;
+    device.on_time_limit = count_time_limit;
+    device.context = &time_limits_passed;
+    HangPlan plan{&device};
+    ring->set_fault_hook(withhold_hung_reads, &plan);
+    constexpr int kReads = 10;
+    std::vector<std::vector<uint8_t>> buffers(kReads, std::vector<uint8_t>(4096));
+    run_on_ring(*ring, [&]() -> Task<void> {
+        std::vector<IoOp> ops(kReads);
+        std::vector<std::unique_ptr<IoBatch>> batches;
+        auto start = Clock::now();
+        for (int i = 0; i < kReads; ++i) {
+            prepare_rw(&ops[i], IoKind::kRead, file.fd(), buffers[i].data(), 4096,
+                       uint64_t(i) * 4096);
+            ops[i].device = &device;
+            batches.push_back(std::make_unique<IoBatch>(*ring));
+            batches.back()->add(&ops[i]);
+            co_await ring->sleep_ns(1'000'000);
+        }
+        for (int i = 0; i < kReads; ++i) {
+            co_await ring->sleep_ns(50'000'000);
+            ring->deliver_withheld_completions(1);
+            co_await batches[i]->wait();
+            EXPECT_EQ(ops[i].result, 4096) << "read " << i;
+        }
+        EXPECT_GE(milliseconds_since(start), 500u);
+    });
+    EXPECT_EQ(time_limits_passed, 0);
+    EXPECT_EQ(ring->stats().timed_out, 0u);
+}
+
+TEST(RingWatchdog, FailedDeviceOpsEndAtOnce) {
+    auto ring = make_ring();
+    TempFile file(1 << 20);
+    int time_limits_passed = 0;
+    std::atomic<bool> failed{false};
+    DeviceIo device;
+    device.time_limit_ns = 10'000'000'000ull;
+    device.on_time_limit = count_time_limit;
+    device.context = &time_limits_passed;
+    device.failed = &failed;
+    HangPlan plan{&device};
+    ring->set_fault_hook(withhold_hung_reads, &plan);
+    auto buffer = std::make_shared<std::vector<uint8_t>>(4096);
+    run_on_ring(*ring, [&]() -> Task<void> {
+        IoOp op;
+        prepare_rw(&op, IoKind::kRead, file.fd(), buffer->data(), 4096, 0);
+        op.device = &device;
+        IoBatch batch(*ring);
+        auto start = Clock::now();
+        batch.add(&op);
+        co_await ring->sleep_ns(100'000'000);
+        EXPECT_EQ(op.result, 0) << "ended before its device failed";
+        failed.store(true);
+        co_await batch.wait();
+        EXPECT_EQ(op.result, -ECANCELED);
+        EXPECT_TRUE(op.abandoned);
+        EXPECT_LT(milliseconds_since(start), 1000u);
+        ring->retain_until_returned(op, buffer);
+
+        // A new op of the failed device is not submitted at all.
+        uint64_t submitted = ring->stats().submitted;
+        int result = co_await ring->fdatasync(file.fd(), &device);
+        EXPECT_EQ(result, -ECANCELED);
+        EXPECT_EQ(ring->stats().submitted, submitted);
+    });
+    // The ring stopped although the kernel never returned the abandoned read.
+    EXPECT_EQ(time_limits_passed, 0);
+    EXPECT_EQ(ring->stats().abandoned_in_kernel, 1u);
 }
 
 }  // namespace
