@@ -30,9 +30,14 @@ public:
     static void release(void* frame, size_t bytes) noexcept;
 
 private:
-    static constexpr size_t kClassBytes = 256;
-    static constexpr size_t kClassCount = 32;
-    static constexpr size_t kMaxCachedPerClass = 4096;
+    // Frames up to 8 KiB come in 256-byte steps; larger ones (coroutines that keep arrays of
+    // I/O ops in their frame) in powers of two up to 256 KiB. Larger frames are not cached.
+    static constexpr size_t kStepBytes = 256;
+    static constexpr size_t kStepClasses = 32;
+    static constexpr size_t kLargeClasses = 5;
+    static constexpr size_t kClassCount = kStepClasses + kLargeClasses;
+    // Each class keeps at most this many bytes of free frames per thread.
+    static constexpr size_t kCachedBytesPerClass = 2u << 20;
     struct FreeFrame {
         FreeFrame* next;
     };
@@ -42,6 +47,18 @@ private:
         ~Lists();
     };
     static Lists& lists();
+    // The class of a frame of `bytes` bytes, or kClassCount when it is too large to cache.
+    static size_t class_of(size_t bytes) {
+        size_t step = (bytes + kStepBytes - 1) / kStepBytes;
+        if (step < kStepClasses) return step;
+        size_t size_class = kStepClasses;
+        for (size_t limit = kStepBytes * kStepClasses * 2; limit < bytes; limit *= 2) ++size_class;
+        return size_class;
+    }
+    static size_t class_bytes(size_t size_class) {
+        if (size_class < kStepClasses) return size_class * kStepBytes;
+        return (kStepBytes * kStepClasses) << (size_class - kStepClasses + 1);
+    }
 };
 
 inline FramePool::Lists& FramePool::lists() {
@@ -60,7 +77,7 @@ inline FramePool::Lists::~Lists() {
 }
 
 inline void* FramePool::allocate(size_t bytes) {
-    size_t size_class = (bytes + kClassBytes - 1) / kClassBytes;
+    size_t size_class = class_of(bytes);
     if (size_class >= kClassCount) return ::operator new(bytes, std::align_val_t{64});
     Lists& pool = lists();
     if (FreeFrame* frame = pool.head[size_class]) {
@@ -68,17 +85,17 @@ inline void* FramePool::allocate(size_t bytes) {
         --pool.count[size_class];
         return frame;
     }
-    return ::operator new(size_class * kClassBytes, std::align_val_t{64});
+    return ::operator new(class_bytes(size_class), std::align_val_t{64});
 }
 
 inline void FramePool::release(void* frame, size_t bytes) noexcept {
-    size_t size_class = (bytes + kClassBytes - 1) / kClassBytes;
+    size_t size_class = class_of(bytes);
     if (size_class >= kClassCount) {
         ::operator delete(frame, std::align_val_t{64});
         return;
     }
     Lists& pool = lists();
-    if (pool.count[size_class] >= kMaxCachedPerClass) {
+    if ((pool.count[size_class] + 1) * class_bytes(size_class) > kCachedBytesPerClass) {
         ::operator delete(frame, std::align_val_t{64});
         return;
     }
