@@ -19,6 +19,8 @@ namespace {
 // Iovecs in one sendmsg. A partial-read reply needs at most 2 * kFailureRangesMax + 3.
 constexpr uint32_t kBatchIovMax = 256;
 constexpr uint64_t kBatchBytesMax = 64ull * 1024 * 1024;
+// Reads of one request whose buffer the device kept (see ReadTarget) before it fails.
+constexpr uint32_t kReadAttemptsMax = 8;
 // Failed ranges reported one by one in a structured read reply. Beyond this, the tail from
 // the last reported range to the last failure is reported as one failed range, which
 // claims less valid data than there is but never claims bad data as valid.
@@ -296,8 +298,7 @@ Task<void> Transmission::serve(RequestHeader request, RequestBuffer buffer, int 
                 error = ENOMEM;
                 reason = "out of memory for the read buffer";
             } else {
-                int result = co_await device_.read(request.offset, request.length, buffer.data(),
-                                                   &failures);
+                int result = co_await read_device(request, &buffer, &failures, &reason);
                 if (result < 0) error = -result;
                 if (result == 0 && !failures.empty()) error = EIO;
             }
@@ -314,6 +315,49 @@ Task<void> Transmission::serve(RequestHeader request, RequestBuffer buffer, int 
     }
     buffer.reset();
     finish_request();
+}
+
+namespace {
+
+// Lets the device take a read buffer that a hung member may still write into.
+class HandOverBuffer final : public ReadTarget {
+public:
+    explicit HandOverBuffer(RequestBuffer* buffer) : buffer_(buffer) {}
+    std::shared_ptr<void> hand_over() override {
+        return std::make_shared<RequestBuffer>(std::move(*buffer_));
+    }
+
+private:
+    RequestBuffer* buffer_;
+};
+
+}  // namespace
+
+Task<int> Transmission::read_device(const RequestHeader& request, RequestBuffer* buffer,
+                                    std::vector<ReadFailure>* failures, const char** reason) {
+    for (uint32_t attempt = 1;; ++attempt) {
+        HandOverBuffer target(buffer);
+        int result = co_await device_.read(request.offset, request.length, buffer->data(),
+                                           failures, &target);
+        if (result != kReadAgain) co_return result;
+        // A member read into the buffer was abandoned, and the device kept the buffer. Each
+        // abandoned read fails its member, so further attempts come from the others.
+        failures->clear();
+        if (attempt == kReadAttemptsMax) {
+            spdlog::error("nbd conn={}: READ cookie={:#x} offset={} length={}: member reads "
+                          "abandoned {} times, failing it with EIO",
+                          options_.connection_id, request.cookie, request.offset, request.length,
+                          attempt);
+            *reason = "the read was abandoned on hung members too many times";
+            co_return -EIO;
+        }
+        co_await budget_.acquire(RequestBuffer::capacity_for(request.length));
+        *buffer = RequestBuffer::take(request.length, &budget_);
+        if (!*buffer) {
+            *reason = "out of memory for the read buffer";
+            co_return -ENOMEM;
+        }
+    }
 }
 
 Task<int> Transmission::execute(const RequestHeader& request, const RequestBuffer& buffer) {

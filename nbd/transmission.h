@@ -76,6 +76,10 @@ private:
     void start_request(const RequestHeader& request, RequestBuffer buffer, int error,
                        const char* reason);
     Task<void> serve(RequestHeader request, RequestBuffer buffer, int error, const char* reason);
+    // Reads the request's range into *buffer, taking a new buffer when the device keeps one
+    // (kReadAgain). Sets *reason for errors it makes up itself.
+    Task<int> read_device(const RequestHeader& request, RequestBuffer* buffer,
+                          std::vector<ReadFailure>* failures, const char** reason);
     Task<int> execute(const RequestHeader& request, const RequestBuffer& buffer);
     Task<void> reply_status(const RequestHeader& request, int error, const char* reason);
     Task<void> reply_read(const RequestHeader& request, const RequestBuffer& buffer, int error,

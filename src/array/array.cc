@@ -84,6 +84,10 @@ ByteSpan clip(const Range& range, uint32_t row, uint32_t end_row) {
 }
 
 // True when the new data overwrites row `row` of a position whole.
+bool is_block_aligned(const void* memory) {
+    return reinterpret_cast<uintptr_t>(memory) % kBlockBytes == 0;
+}
+
 bool is_whole(const ByteSpan& span, bool touched, uint32_t row) {
     uint64_t block_begin = uint64_t(row) * kBlockBytes;
     return touched && span.begin <= block_begin && span.end >= block_begin + kBlockBytes;
@@ -270,15 +274,15 @@ void Array::build_group_requests(uint64_t offset, uint64_t length, const uint8_t
 // ---- Reads ----
 
 Task<int> Array::read(uint64_t offset, uint32_t length, uint8_t* buffer,
-                      std::vector<ReadFailure>* failures) {
+                      std::vector<ReadFailure>* failures, ReadTarget* target) {
     if (length == 0) co_return 0;
     if (offset > size_bytes() || length > size_bytes() - offset) co_return -EINVAL;
     client_requests_.fetch_add(1, std::memory_order_relaxed);
-    co_return co_await read_range(offset, length, buffer, failures);
+    co_return co_await read_range(offset, length, buffer, failures, target);
 }
 
 Task<int> Array::read_range(uint64_t offset, uint64_t length, uint8_t* buffer,
-                            std::vector<ReadFailure>* failures) {
+                            std::vector<ReadFailure>* failures, ReadTarget* target) {
     uint64_t first_stripe = 0;
     uint64_t end_stripe = 0;
     geometry_.stripe_range(offset, length, &first_stripe, &end_stripe);
@@ -286,13 +290,17 @@ Task<int> Array::read_range(uint64_t offset, uint64_t length, uint8_t* buffer,
 
     std::vector<GroupRequest> requests;
     build_group_requests(offset, length, nullptr, buffer, &requests);
+    DirectReadMemory memory{target, nullptr};
     std::vector<int> results(requests.size(), 0);
     WaitGroup group;
     group.add(uint32_t(requests.size()));
     for (size_t i = 0; i < requests.size(); ++i) {
-        spawn(read_group(&requests[i], &results[i], failures, &group));
+        spawn(read_group(&requests[i], &results[i], failures, target != nullptr ? &memory : nullptr,
+                         &group));
     }
     co_await group.wait();
+    // The kernel may still write into memory taken from the caller; the ring keeps it.
+    if (memory.taken) co_return kReadAgain;
     for (int result : results) {
         if (result < 0) co_return result;
     }
@@ -300,7 +308,8 @@ Task<int> Array::read_range(uint64_t offset, uint64_t length, uint8_t* buffer,
 }
 
 Task<void> Array::read_group(GroupRequest* request, int* result,
-                             std::vector<ReadFailure>* failures, WaitGroup* group) {
+                             std::vector<ReadFailure>* failures, DirectReadMemory* memory,
+                             WaitGroup* group) {
     uint32_t data_count = geometry_.data_per_group();
     uint32_t width = geometry_.group_width();
     RowRun runs[kGroupWidthMax];
@@ -335,13 +344,21 @@ Task<void> Array::read_group(GroupRequest* request, int* result,
             needed[source_of[position]] = true;
             positions[position_count++] = source_of[position];
         }
-        // Load only the rows each position needs; the rows outside stay unloaded.
+        // Load only the rows each position needs; the rows outside stay unloaded. A position
+        // whose range covers the whole run in whole blocks is read straight into the
+        // caller's buffer.
         RowRange loads[kGroupWidthMax];
         for (uint32_t i = 0; i < position_count; ++i) {
             uint32_t data_position = data_count == 1 ? 0 : positions[i];
-            ByteSpan span = clip(request->ranges[data_position], runs[run].row, runs[run].end);
+            const GroupRequest::Range& range = request->ranges[data_position];
+            ByteSpan span = clip(range, runs[run].row, runs[run].end);
             loads[i] = RowRange{positions[i], uint32_t(span.begin / kBlockBytes),
                                 uint32_t((span.end + kBlockBytes - 1) / kBlockBytes)};
+            uint8_t* target = range.read_into + (span.begin - range.chunk_offset);
+            if (memory != nullptr && span.begin == uint64_t(runs[run].row) * kBlockBytes &&
+                span.end == uint64_t(runs[run].end) * kBlockBytes && is_block_aligned(target)) {
+                io.use_direct(positions[i], target, memory);
+            }
         }
         co_await io.load_ranges(loads, position_count);
         co_await io.repair_rows(runs[run].row, runs[run].end, needed);
@@ -363,7 +380,7 @@ Task<void> Array::read_group(GroupRequest* request, int* result,
                                                         piece_end - at, EIO});
                     }
                     std::memset(target, 0, piece_end - at);
-                } else {
+                } else if (io.direct[source] == nullptr) {
                     std::memcpy(target, io.block(source, row) + (at % kBlockBytes), piece_end - at);
                 }
                 at = piece_end;
@@ -450,6 +467,22 @@ Task<void> Array::write_group(GroupRequest* request, int* result, WaitGroup* gro
                 full_rows[position] = end_full > first_full ? uint32_t(end_full - first_full) : 0;
             }
             all_full = all_full && full_rows[position] == rows;
+        }
+        if (all_full) {
+            // Whole rows load nothing, so data goes to the members straight from the caller's
+            // buffer, and for mirrors every copy does.
+            const uint8_t* sources[kGroupWidthMax];
+            bool aligned = true;
+            for (uint32_t position = 0; position < k; ++position) {
+                const GroupRequest::Range& range = request->ranges[position];
+                sources[position] = range.write_from + (spans[position].begin - range.chunk_offset);
+                aligned = aligned && is_block_aligned(sources[position]);
+            }
+            for (uint32_t position = 0; position < width && aligned; ++position) {
+                // Stores only read the memory of a direct position.
+                io.use_direct(position, const_cast<uint8_t*>(sources[k == 1 ? 0 : position]));
+                if (k > 1 && position + 1 == k) break;
+            }
         }
 
         // Reads needed by read-modify-write (touched positions and parity over the run) and by
@@ -557,13 +590,15 @@ Task<void> Array::write_group(GroupRequest* request, int* result, WaitGroup* gro
 
         // Merge the new data (read-modify-write already did) and compute parity over the run.
         for (uint32_t position = 0; position < k && !done; ++position) {
-            if (!touched[position]) continue;
+            if (!touched[position] || io.direct[position] != nullptr) continue;
             const GroupRequest::Range& range = request->ranges[position];
             std::memcpy(io.block(position, row) + (spans[position].begin - uint64_t(row) * kBlockBytes),
                         range.write_from + (spans[position].begin - range.chunk_offset),
                         spans[position].end - spans[position].begin);
         }
-        if (m > 0 && !done) {
+        // Direct mirror copies already point at the data.
+        bool copies_direct = k == 1 && m > 0 && io.direct[1] != nullptr;
+        if (m > 0 && !done && !copies_direct) {
             const uint8_t* data[kGroupWidthMax];
             uint8_t* parity[kGroupWidthMax];
             for (uint32_t position = 0; position < k; ++position) data[position] = io.block(position, row);

@@ -40,6 +40,8 @@
 
 namespace ecraid {
 
+struct DirectReadMemory;
+
 struct MemberErrorCounts {
     std::atomic<uint64_t> read{0};
     std::atomic<uint64_t> write{0};
@@ -145,7 +147,7 @@ public:
     uint64_t size_bytes() const override { return geometry_.capacity_bytes(); }
     bool read_only() const override { return options_.read_only; }
     Task<int> read(uint64_t offset, uint32_t length, uint8_t* buffer,
-                   std::vector<ReadFailure>* failures) override;
+                   std::vector<ReadFailure>* failures, ReadTarget* target = nullptr) override;
     Task<int> write(uint64_t offset, uint32_t length, const uint8_t* data, bool fua) override;
     Task<int> flush() override;
     Task<int> trim(uint64_t offset, uint64_t length, bool fua) override;
@@ -202,10 +204,11 @@ private:
     Array(const Geometry& geometry, ArrayOptions options);
 
     Task<int> read_range(uint64_t offset, uint64_t length, uint8_t* buffer,
-                         std::vector<ReadFailure>* failures);
+                         std::vector<ReadFailure>* failures, ReadTarget* target = nullptr);
     Task<int> write_range(uint64_t offset, uint64_t length, const uint8_t* data, bool fua);
     Task<void> read_group(GroupRequest* request, int* result,
-                          std::vector<ReadFailure>* failures, WaitGroup* group);
+                          std::vector<ReadFailure>* failures, DirectReadMemory* memory,
+                          WaitGroup* group);
     Task<void> write_group(GroupRequest* request, int* result, WaitGroup* group);
     Task<int> sync_members(const std::vector<uint32_t>& roles);
     Task<int> punch_stripes(uint64_t first_stripe, uint64_t end_stripe);

@@ -10,7 +10,9 @@
 // Callers validate ranges before calling; the device checks again and never trusts them.
 #pragma once
 
+#include <cerrno>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "io/task.h"
@@ -24,6 +26,22 @@ struct ReadFailure {
     int error = 0;  // Positive errno.
 };
 
+// The memory a read fills, when the device may place member data in it directly. A member
+// read that hangs past the I/O timeout is abandoned, but the kernel may still write into its
+// memory later. The device then takes the memory with hand_over() and the read returns
+// kReadAgain: the caller must not touch or free the old memory, and reads again into new
+// memory.
+class ReadTarget {
+public:
+    virtual ~ReadTarget() = default;
+    // Takes ownership of the memory, which the result keeps alive. The array calls it at most
+    // once per read.
+    virtual std::shared_ptr<void> hand_over() = 0;
+};
+
+// The result of a read whose memory was handed over (see ReadTarget).
+inline constexpr int kReadAgain = -EAGAIN;
+
 class BlockDevice {
 public:
     virtual ~BlockDevice() = default;
@@ -33,9 +51,10 @@ public:
 
     // Reads [offset, offset + length) into `buffer`. On failure, returns the negative errno
     // of the first failure and, when `failures` is not null, appends every failed range;
-    // the bytes of the ranges not listed are valid.
+    // the bytes of the ranges not listed are valid. With a `target` for `buffer`, member
+    // reads may land in it directly, and the read may return kReadAgain.
     virtual Task<int> read(uint64_t offset, uint32_t length, uint8_t* buffer,
-                           std::vector<ReadFailure>* failures) = 0;
+                           std::vector<ReadFailure>* failures, ReadTarget* target = nullptr) = 0;
     // Writes `length` bytes. With `fua`, the data is durable when the call returns 0.
     virtual Task<int> write(uint64_t offset, uint32_t length, const uint8_t* data, bool fua) = 0;
     // Makes every write that completed before this call durable on every member.

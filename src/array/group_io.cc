@@ -252,18 +252,29 @@ Task<void> GroupIo::load_ranges(const RowRange* ranges, uint32_t range_count) {
 }
 
 void GroupIo::hand_over_scratch(const IoOp* ops, uint32_t count) {
-    bool any_abandoned = false;
-    for (uint32_t i = 0; i < count; ++i) any_abandoned = any_abandoned || ops[i].abandoned;
-    if (!any_abandoned) return;
-    // The kernel may still write into (or read from) the old buffer, so the ring keeps it
-    // until those ops return, and this run goes on with a copy. The abandoned ops' blocks are
-    // erasures, so what the copy holds for them does not matter.
-    auto old_scratch = std::make_shared<Buffer>(std::move(scratch));
+    // The kernel may still write into (or read from) the memory of an abandoned op, so the
+    // ring keeps it until the op returns. In scratch, this run goes on with a copy; the
+    // abandoned ops' blocks are erasures, so what the copy holds for them does not matter.
+    // A read's direct memory is taken from the caller, who reads again. A write's direct
+    // memory is only read by the kernel, for a member that has failed, so it needs nothing.
     size_t bytes = size_t(width) * row_count * kBlockBytes;
-    scratch = Buffer(bytes);
-    std::memcpy(scratch.data(), old_scratch->data(), bytes);
+    std::shared_ptr<Buffer> old_scratch;
     for (uint32_t i = 0; i < count; ++i) {
-        if (ops[i].abandoned) Ring::current()->retain_until_returned(ops[i], old_scratch);
+        if (!ops[i].abandoned) continue;
+        const uint8_t* base = old_scratch ? old_scratch->data() : scratch.data();
+        bool in_scratch = ops[i].buffer >= base && ops[i].buffer < base + bytes;
+        if (!in_scratch) {
+            if (direct_memory != nullptr) {
+                Ring::current()->retain_until_returned(ops[i], direct_memory->take());
+            }
+            continue;
+        }
+        if (!old_scratch) {
+            old_scratch = std::make_shared<Buffer>(std::move(scratch));
+            scratch = Buffer(bytes);
+            std::memcpy(scratch.data(), old_scratch->data(), bytes);
+        }
+        Ring::current()->retain_until_returned(ops[i], old_scratch);
     }
 }
 

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "array/array.h"
@@ -34,6 +35,19 @@ struct RowRange {
     uint32_t end = 0;
 };
 
+// The caller's memory that a read's direct positions point into (see GroupIo::use_direct),
+// and its owner once a member read into it was abandoned.
+struct DirectReadMemory {
+    ReadTarget* target = nullptr;
+    std::shared_ptr<void> taken;
+
+    // Takes the memory from its owner on the first call; it must not be reused after that.
+    std::shared_ptr<void> take() {
+        if (!taken) taken = target->hand_over();
+        return taken;
+    }
+};
+
 struct GroupIo {
     GroupIo(Array& array, uint64_t stripe, uint32_t group, uint32_t first_row, uint32_t end_row);
 
@@ -56,13 +70,29 @@ struct GroupIo {
     MemberDevice* pinned_devices[kGroupWidthMax * 2] = {};
     uint32_t pinned_count = 0;
     Buffer scratch;
+    // Positions whose rows live in the caller's memory instead of scratch (see use_direct).
+    uint8_t* direct[kGroupWidthMax] = {};
+    // The owner of the direct memory of a read; null for writes, whose direct memory is only
+    // read by the kernel.
+    DirectReadMemory* direct_memory = nullptr;
     std::vector<BlockState> states;
     // Count and log checksum mismatches (off while resyncing, where they are expected).
     bool count_mismatches = true;
 
     uint8_t* block(uint32_t position, uint32_t row) const {
+        if (direct[position] != nullptr) {
+            return direct[position] + uint64_t(row - first_row) * kBlockBytes;
+        }
         return scratch.data() +
                (uint64_t(position) * row_count + (row - first_row)) * kBlockBytes;
+    }
+    // Places every row of the run of `position` at `memory` (row_count blocks, 4 KiB-aligned)
+    // instead of scratch, so loads land in, and stores go from, the caller's buffer without a
+    // copy. Call before the position is loaded or written. A read passes the memory's owner,
+    // which takes it when a member read into it is abandoned.
+    void use_direct(uint32_t position, uint8_t* memory, DirectReadMemory* owner = nullptr) {
+        direct[position] = memory;
+        if (owner != nullptr) direct_memory = owner;
     }
     BlockState& state(uint32_t position, uint32_t row) {
         return states[uint64_t(position) * row_count + (row - first_row)];

@@ -43,6 +43,13 @@ public:
         std::lock_guard lock(mutex_);
         write_faults_.push_back({offset, length, error});
     }
+    // The next `count` reads with a ReadTarget scribble over the caller's buffer, take it, and
+    // return kReadAgain, as the array does when a member read into the buffer is abandoned.
+    void keep_read_buffers(uint32_t count) { buffers_to_keep_.store(count); }
+    uint32_t kept_buffers() const {
+        std::lock_guard lock(mutex_);
+        return uint32_t(kept_.size());
+    }
     // Every request waits this long on its ring before it runs.
     void set_delay_ns(uint64_t nanoseconds) { delay_ns_.store(nanoseconds); }
 
@@ -75,11 +82,17 @@ public:
     uint32_t in_flight_max() const { return in_flight_max_.load(); }
 
     Task<int> read(uint64_t offset, uint32_t length, uint8_t* buffer,
-                   std::vector<ReadFailure>* failures) override {
+                   std::vector<ReadFailure>* failures, ReadTarget* target = nullptr) override {
         InFlight guard(this);
         co_await delay();
         if (offset > size_bytes_ || length > size_bytes_ - offset) co_return -EINVAL;
         std::lock_guard lock(mutex_);
+        uint32_t keep = buffers_to_keep_.load();
+        if (target != nullptr && keep > 0 && buffers_to_keep_.compare_exchange_strong(keep, keep - 1)) {
+            std::memset(buffer, 0xEE, length);
+            kept_.push_back(target->hand_over());
+            co_return kReadAgain;
+        }
         std::vector<uint8_t> data = copy_out(current_, offset, length);
         std::memcpy(buffer, data.data(), length);
         int first_error = 0;
@@ -217,6 +230,8 @@ private:
     Pages durable_;
     std::vector<Fault> read_faults_;
     std::vector<Fault> write_faults_;
+    std::atomic<uint32_t> buffers_to_keep_{0};
+    std::vector<std::shared_ptr<void>> kept_;  // Guarded by mutex_.
     std::atomic<uint64_t> delay_ns_{0};
     std::atomic<uint64_t> writes_{0};
     std::atomic<uint64_t> flushes_{0};

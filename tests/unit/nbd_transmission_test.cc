@@ -249,6 +249,35 @@ TEST_F(NbdTransmission, StructuredReadReturnsOneDataChunk) {
     EXPECT_TRUE(std::equal(content.begin(), content.end(), chunk.payload.begin() + 8));
 }
 
+TEST_F(NbdTransmission, KeptReadBufferIsReadAgain) {
+    std::vector<uint8_t> content = pattern(64 * 1024, 21);
+    harness_.device().fill(0, content);
+    harness_.device().keep_read_buffers(2);
+    connect(true);
+    ASSERT_TRUE(client_->send_request(nbd::kCmdRead, 0, 7, 0, 64 * 1024));
+    Chunk chunk;
+    ASSERT_TRUE(client_->read_chunk(&chunk));
+    EXPECT_EQ(chunk.type, nbd::kReplyTypeOffsetData);
+    ASSERT_EQ(chunk.payload.size(), 8 + content.size());
+    EXPECT_TRUE(std::equal(content.begin(), content.end(), chunk.payload.begin() + 8));
+    EXPECT_EQ(harness_.device().kept_buffers(), 2u);
+}
+
+TEST_F(NbdTransmission, ReadKeptTooOftenFailsWithEio) {
+    harness_.device().keep_read_buffers(100);
+    connect();
+    ASSERT_TRUE(client_->send_request(nbd::kCmdRead, 0, 8, 0, 4096));
+    SimpleReply reply;
+    ASSERT_TRUE(client_->read_simple_reply(&reply));
+    EXPECT_EQ(reply.cookie, 8u);
+    EXPECT_EQ(reply.error, nbd::kEio);
+    // The connection still serves requests.
+    ASSERT_TRUE(client_->send_request(nbd::kCmdFlush, 0, 9, 0, 0));
+    ASSERT_TRUE(client_->read_simple_reply(&reply));
+    EXPECT_EQ(reply.cookie, 9u);
+    EXPECT_EQ(reply.error, 0u);
+}
+
 TEST_F(NbdTransmission, StructuredPartialReadReportsErrorOffset) {
     constexpr uint64_t kStart = 1024 * 1024;
     constexpr uint32_t kLength = 128 * 1024;
