@@ -278,6 +278,42 @@ void GroupIo::hand_over_scratch(const IoOp* ops, uint32_t count) {
     }
 }
 
+Task<void> GroupIo::load_decode_sources(uint32_t low, uint32_t high,
+                                        const bool* needed_positions) {
+    // The codec decodes a row from its first data_count positions that are not bad, so load
+    // exactly those. A block that fails verification moves the choice past it: repeat until
+    // every row to repair has its sources loaded or has run out of positions.
+    for (;;) {
+        uint32_t first[kGroupWidthMax];
+        uint32_t last[kGroupWidthMax];
+        std::fill(first, first + width, UINT32_MAX);
+        for (uint32_t r = low; r < high; ++r) {
+            bool repair = false;
+            for (uint32_t position = 0; position < width && !repair; ++position) {
+                repair = needed_positions[position] && state(position, r) == BlockState::kBad;
+            }
+            if (!repair) continue;
+            uint32_t sources = 0;
+            for (uint32_t position = 0; position < width && sources < data_count; ++position) {
+                BlockState block_state = state(position, r);
+                if (block_state == BlockState::kBad) continue;
+                ++sources;
+                if (block_state != BlockState::kNotLoaded) continue;
+                if (first[position] == UINT32_MAX) first[position] = r;
+                last[position] = r;
+            }
+        }
+        RowRange loads[kGroupWidthMax];
+        uint32_t load_count = 0;
+        for (uint32_t position = 0; position < width; ++position) {
+            if (first[position] == UINT32_MAX) continue;
+            loads[load_count++] = RowRange{position, first[position], last[position] + 1};
+        }
+        if (load_count == 0) co_return;
+        co_await load_ranges(loads, load_count);
+    }
+}
+
 Task<uint32_t> GroupIo::repair_rows(uint32_t row, uint32_t end, const bool* needed_positions) {
     // Find the rows where a needed position is bad.
     uint32_t low = end;
@@ -293,12 +329,10 @@ Task<uint32_t> GroupIo::repair_rows(uint32_t row, uint32_t end, const bool* need
     }
     if (low >= high) co_return 0;
 
-    uint32_t all_positions[kGroupWidthMax];
-    for (uint32_t position = 0; position < width; ++position) all_positions[position] = position;
-    co_await load(all_positions, width, low, high);
-
     const Codec* codec = array.codec();
     uint32_t parity_count = geometry.parity_per_group();
+    if (codec != nullptr) co_await load_decode_sources(low, high, needed_positions);
+
     uint32_t lost_rows = 0;
     uint32_t r = low;
     while (r < high) {

@@ -133,6 +133,9 @@ struct GroupIo {
     Task<void> write_back_repairs();
 
 private:
+    // Loads, for each row of [low, high) where a needed position is bad, the positions the
+    // codec will decode it from.
+    Task<void> load_decode_sources(uint32_t low, uint32_t high, const bool* needed_positions);
     bool is_pinned(const MemberDevice* device) const;
     Task<bool> pin(MemberDevice* device, uint32_t position);
     Task<int> write_ranges(const RowRange* ranges, uint32_t count, bool incoming_only);

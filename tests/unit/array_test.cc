@@ -280,6 +280,28 @@ TEST_P(ArrayTest, CorruptBlockIsRepairedOnRead) {
     EXPECT_EQ(array_->member(1).device.load()->errors.checksum.load(), 1u);
 }
 
+TEST_P(ArrayTest, RepairReplacesACorruptSource) {
+    // Rebuilding a lost chunk starts from the first positions of the row; a corrupt one among
+    // them must make the repair read further positions instead of decoding garbage.
+    if (array_->geometry().failures_tolerated() < 2) GTEST_SKIP() << "needs two parities";
+    const Geometry& geometry = array_->geometry();
+    std::mt19937_64 random(test_seed() + 8);
+    std::vector<uint8_t> data = random_bytes(random, geometry.stripe_data_bytes());
+    ASSERT_EQ(write(0, data), 0);
+    ASSERT_EQ(flush(), 0);
+    uint32_t lost_role = geometry.member_of(0, 0, 0);
+    uint32_t corrupt_role = geometry.member_of(0, 0, 1);
+    corrupt_member(corrupt_role, 0, 64);
+    array_->fail_member(lost_role, "test");
+    // Read only the lost block, so the corrupt one is found while loading decode sources.
+    std::vector<uint8_t> back;
+    ASSERT_EQ(read(0, 4096, &back), 0);
+    EXPECT_TRUE(std::equal(back.begin(), back.end(), data.begin()));
+    EXPECT_EQ(array_->member(corrupt_role).device.load()->errors.checksum.load(), 1u);
+    ASSERT_EQ(read(0, uint32_t(data.size()), &back), 0);
+    EXPECT_EQ(back, data);
+}
+
 TEST_P(ArrayTest, FailurePastToleranceReadsEio) {
     uint32_t tolerated = array_->geometry().failures_tolerated();
     std::mt19937_64 random(test_seed() + 3);
