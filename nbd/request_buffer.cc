@@ -182,6 +182,11 @@ RequestBuffer RequestBuffer::take(uint32_t bytes, BufferBudget* budget) {
     return buffer;
 }
 
+void RequestBuffer::detach_budget() {
+    if (budget_ != nullptr) budget_->release(capacity_);
+    budget_ = nullptr;
+}
+
 void RequestBuffer::reset() {
     if (data_ == nullptr) return;
     thread_pool().give_back(data_, capacity_);

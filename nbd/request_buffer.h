@@ -87,6 +87,9 @@ public:
     uint8_t* data() const { return data_; }
     uint64_t capacity() const { return capacity_; }
     explicit operator bool() const { return data_ != nullptr; }
+    // Gives the buffer's bytes back to its budget now, for a buffer that may outlive the
+    // budget's owner (a read buffer the ring keeps for a hung member).
+    void detach_budget();
     void reset();
 
 private:

@@ -324,6 +324,8 @@ class HandOverBuffer final : public ReadTarget {
 public:
     explicit HandOverBuffer(RequestBuffer* buffer) : buffer_(buffer) {}
     std::shared_ptr<void> hand_over() override {
+        // The ring may keep the buffer after this connection and its budget are gone.
+        buffer_->detach_budget();
         return std::make_shared<RequestBuffer>(std::move(*buffer_));
     }
 
