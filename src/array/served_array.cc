@@ -22,8 +22,12 @@ namespace {
 // (a block whose XXH3 is exactly this value is misreported, with chance 2^-64).
 constexpr uint64_t kUnrecoverableChecksum = 1;
 
-// Stripes rebuilt concurrently, and how often the checkpoint is written.
-constexpr uint32_t kRebuildWindowStripes = 8;
+// Member data a rebuild or scrub window reads at once, and the bounds on its stripe count.
+// Narrow stripes take more stripes per window, so small chunks still keep members busy.
+constexpr uint64_t kWindowBytes = 16u << 20;
+constexpr uint64_t kWindowStripesMin = 8;
+constexpr uint64_t kWindowStripesMax = 256;
+// How often the checkpoint is written.
 constexpr auto kCheckpointInterval = std::chrono::seconds(1);
 // Pause after a window during which clients issued requests.
 constexpr uint64_t kYieldPauseNs = 2'000'000;
@@ -35,6 +39,12 @@ uint64_t now_ns() {
 }
 
 std::string_view state_word(MemberState state) { return member_state_name(state); }
+
+// Stripes in one rebuild or scrub window: about kWindowBytes of member data.
+uint64_t window_stripes(const Geometry& geometry) {
+    uint64_t stripe_bytes = geometry.chunk_bytes() * geometry.member_count();
+    return std::clamp(kWindowBytes / stripe_bytes, kWindowStripesMin, kWindowStripesMax);
+}
 
 }  // namespace
 
@@ -352,7 +362,7 @@ Task<void> ServedArray::rebuild_loop(uint32_t role, uint64_t from_stripe, bool h
     bool ok = true;
     while (stripe < stripe_count && ok) {
         if (rebuild_abort_.load() || stopping_.load()) break;
-        uint64_t end = std::min(stripe + kRebuildWindowStripes, stripe_count);
+        uint64_t end = std::min(stripe + window_stripes(array_.geometry()), stripe_count);
         std::vector<int> results(end - stripe, 1);
         WaitGroup group;
         group.add(uint32_t(end - stripe));
@@ -688,7 +698,7 @@ Task<void> ServedArray::scrub_loop(uint64_t from_stripe) {
     persist_scrub(ScrubState::kRunning, stripe);
     while (stripe < stripe_count) {
         if (stopping_.load() || scrub_pause_requested_.load()) break;
-        uint64_t end = std::min(stripe + kRebuildWindowStripes, stripe_count);
+        uint64_t end = std::min(stripe + window_stripes(array_.geometry()), stripe_count);
         std::vector<ScrubCounts> counts(end - stripe);
         WaitGroup group;
         group.add(uint32_t(end - stripe));
