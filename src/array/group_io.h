@@ -140,9 +140,10 @@ private:
     Task<bool> pin(MemberDevice* device, uint32_t position);
     Task<int> write_ranges(const RowRange* ranges, uint32_t count, bool incoming_only);
     Task<int> read_blocks_isolating_errors(uint32_t position, uint32_t row, uint32_t end);
-    // After a batch on scratch: if the ring abandoned any op (see "Watched ops" in
-    // io/ring.h), hands scratch to the ring until the kernel returns those ops and replaces
-    // it with a copy. Pointers from block() taken before the batch are then stale.
+    // After a batch: hands the memory of every op the ring abandoned (see "Watched ops" in
+    // io/ring.h) to the ring until the kernel returns it. Scratch is replaced with a copy, so
+    // pointers from block() taken before the batch are then stale. A read's direct memory is
+    // taken from its owner (DirectReadMemory).
     void hand_over_scratch(const IoOp* ops, uint32_t count);
     void verify(uint32_t position, uint32_t row, uint32_t end);
 };
