@@ -216,8 +216,8 @@ class Report:
             rows.append([LEVEL_LABELS[level], str(records[0]["bytes"]), f"{seconds:.3f}",
                          f"{poll_seconds:.3f}", f"{rate:.2f}", f"{cpu:.2f}", met_text(met)])
         notes = [
-            "Rebuild onto a new file in /dev/shm, preallocated with fallocate as a new disk would "
-            "be, with `serve --rebuild-no-yield` and no "
+            "Rebuild onto a new file in /dev/shm, written with zeros first as a new disk has all "
+            "its blocks, with `serve --rebuild-no-yield` and no "
             "client I/O, after the export was written in full. The time runs from the server's "
             "\"rebuilding member\" log line to its \"rebuilt onto\" line (millisecond "
             "timestamps). \"seconds by polls\" runs from the `ecraid replace` request to the "
