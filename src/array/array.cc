@@ -83,11 +83,12 @@ ByteSpan clip(const Range& range, uint32_t row, uint32_t end_row) {
     return span;
 }
 
-// True when the new data overwrites row `row` of a position whole.
+// True when `memory` can take a direct member transfer: 4 KiB-aligned.
 bool is_block_aligned(const void* memory) {
     return reinterpret_cast<uintptr_t>(memory) % kBlockBytes == 0;
 }
 
+// True when the new data overwrites row `row` of a position whole.
 bool is_whole(const ByteSpan& span, bool touched, uint32_t row) {
     uint64_t block_begin = uint64_t(row) * kBlockBytes;
     return touched && span.begin <= block_begin && span.end >= block_begin + kBlockBytes;
@@ -300,7 +301,7 @@ Task<int> Array::read_range(uint64_t offset, uint64_t length, uint8_t* buffer,
     }
     co_await group.wait();
     // The kernel may still write into memory taken from the caller; the ring keeps it.
-    if (memory.taken) co_return kReadAgain;
+    if (memory.held_memory) co_return kReadAgain;
     for (int result : results) {
         if (result < 0) co_return result;
     }
@@ -478,10 +479,11 @@ Task<void> Array::write_group(GroupRequest* request, int* result, WaitGroup* gro
                 sources[position] = range.write_from + (spans[position].begin - range.chunk_offset);
                 aligned = aligned && is_block_aligned(sources[position]);
             }
-            for (uint32_t position = 0; position < width && aligned; ++position) {
-                // Stores only read the memory of a direct position.
+            // Stores only read the memory of a direct position. Parity positions keep scratch
+            // unless they are mirror copies of the one data position.
+            uint32_t direct_count = aligned ? (k == 1 ? width : k) : 0;
+            for (uint32_t position = 0; position < direct_count; ++position) {
                 io.use_direct(position, const_cast<uint8_t*>(sources[k == 1 ? 0 : position]));
-                if (k > 1 && position + 1 == k) break;
             }
         }
 

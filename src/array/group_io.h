@@ -39,12 +39,12 @@ struct RowRange {
 // and its owner once a member read into it was abandoned.
 struct DirectReadMemory {
     ReadTarget* target = nullptr;
-    std::shared_ptr<void> taken;
+    std::shared_ptr<void> held_memory;
 
     // Takes the memory from its owner on the first call; it must not be reused after that.
     std::shared_ptr<void> take() {
-        if (!taken) taken = target->hand_over();
-        return taken;
+        if (!held_memory) held_memory = target->hand_over();
+        return held_memory;
     }
 };
 

@@ -30,8 +30,9 @@ public:
     static void release(void* frame, size_t bytes) noexcept;
 
 private:
-    // Frames up to 8 KiB come in 256-byte steps; larger ones (coroutines that keep arrays of
-    // I/O ops in their frame) in powers of two up to 256 KiB. Larger frames are not cached.
+    // Frames up to 8 KiB come in 256-byte steps. Larger ones, from coroutines that keep arrays
+    // of I/O ops in their frame, come in powers of two up to 256 KiB, and beyond that are not
+    // cached.
     static constexpr size_t kStepBytes = 256;
     static constexpr size_t kStepClasses = 32;
     static constexpr size_t kLargeClasses = 5;

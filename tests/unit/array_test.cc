@@ -281,7 +281,7 @@ TEST_P(ArrayTest, CorruptBlockIsRepairedOnRead) {
 }
 
 TEST_P(ArrayTest, RepairReplacesACorruptSource) {
-    // Rebuilding a lost chunk starts from the first positions of the row; a corrupt one among
+    // Rebuilding a lost chunk starts from the first positions of the row. A corrupt one among
     // them must make the repair read further positions instead of decoding garbage.
     if (array_->geometry().failures_tolerated() < 2) GTEST_SKIP() << "needs two parities";
     const Geometry& geometry = array_->geometry();
@@ -401,7 +401,7 @@ struct TakenBuffer final : ReadTarget {
 };
 
 TEST_P(ArrayTest, HungMemberTakesDirectReadBuffer) {
-    // A read lands in the caller's buffer directly; when the member hangs, the kernel may
+    // A read lands in the caller's buffer directly. When the member hangs, the kernel may
     // write into that buffer later, so the array must keep it and have the caller read again.
     uint32_t tolerated = array_->geometry().failures_tolerated();
     if (tolerated == 0) GTEST_SKIP() << "raid0 has no redundancy";
@@ -422,9 +422,9 @@ TEST_P(ArrayTest, HungMemberTakesDirectReadBuffer) {
     });
     EXPECT_EQ(result, kReadAgain);
     EXPECT_EQ(first->hand_overs, 1);
-    std::weak_ptr<Buffer> kept = first->buffer;
+    std::weak_ptr<Buffer> abandoned_buffer = first->buffer;
     first.reset();
-    EXPECT_FALSE(kept.expired()) << "the ring must keep the buffer the kernel may write into";
+    EXPECT_FALSE(abandoned_buffer.expired()) << "the ring must keep the buffer the kernel may write into";
 
     TakenBuffer second(length);
     run([&]() -> Task<void> {
@@ -438,7 +438,7 @@ TEST_P(ArrayTest, HungMemberTakesDirectReadBuffer) {
         ring_->deliver_withheld_completions();
         co_return;
     });
-    EXPECT_TRUE(kept.expired()) << "the buffer outlived the kernel's use of it";
+    EXPECT_TRUE(abandoned_buffer.expired()) << "the buffer outlived the kernel's use of it";
     ring_->set_fault_hook(nullptr, nullptr);
 }
 

@@ -330,14 +330,14 @@ TEST(RingWatchdog, FailedDeviceOpsEndAtOnce) {
     EXPECT_EQ(time_limits_passed, 0);
     EXPECT_EQ(ring->stats().abandoned_in_kernel, 1u);
     // Once the kernel returns it, the ring frees the memory it kept.
-    std::weak_ptr<std::vector<uint8_t>> kept = buffer;
+    std::weak_ptr<std::vector<uint8_t>> abandoned_buffer = buffer;
     buffer.reset();
     run_on_ring(*ring, [&]() -> Task<void> {
         ring->deliver_withheld_completions();
         co_return;
     });
     EXPECT_EQ(ring->stats().abandoned_in_kernel, 0u);
-    EXPECT_TRUE(kept.expired());
+    EXPECT_TRUE(abandoned_buffer.expired());
 }
 
 }  // namespace
