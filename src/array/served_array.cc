@@ -13,6 +13,7 @@
 
 #include "array/group_io.h"
 #include "array/scrub.h"
+#include "array/stripe_window.h"
 #include "meta/superblock_io.h"
 
 namespace ecraid {
@@ -27,6 +28,9 @@ constexpr uint64_t kUnrecoverableChecksum = 1;
 constexpr uint64_t kWindowBytes = 16u << 20;
 constexpr uint64_t kWindowStripesMin = 8;
 constexpr uint64_t kWindowStripesMax = 256;
+// Windows a rebuild or scrub keeps in flight: the next one starts while the last stripes of
+// the previous one finish.
+constexpr size_t kWindowsInFlight = 2;
 // How often the checkpoint is written.
 constexpr auto kCheckpointInterval = std::chrono::seconds(1);
 // Pause after a window during which clients issued requests.
@@ -310,8 +314,7 @@ void ServedArray::launch_rebuild(uint32_t role, uint64_t from_stripe, bool healt
     progress_->start_stripe.store(from_stripe);
     progress_->done_stripes.store(from_stripe);
     progress_->started_ns.store(now_ns());
-    // The last worker runs the rebuild, so that with several workers the first ones keep
-    // accepting connections undisturbed.
+    // The last worker coordinates the rebuild; its windows run on every worker.
     Ring& ring = workers_.ring(workers_.size() - 1);
     ring.post([this, role, from_stripe, healthy] { spawn(rebuild_loop(role, from_stripe, healthy)); });
 }
@@ -354,30 +357,40 @@ Task<bool> ServedArray::rebuild_stripe(uint32_t role, uint64_t stripe) {
 Task<void> ServedArray::rebuild_loop(uint32_t role, uint64_t from_stripe, bool healthy) {
     uint64_t stripe_count = array_.geometry().stripe_count();
     uint64_t chunk_bytes = array_.geometry().chunk_bytes();
-    uint64_t stripe = from_stripe;
+    uint64_t stripe = from_stripe;  // Every stripe below it is rebuilt.
+    uint64_t next = from_stripe;    // The first stripe no window has taken yet.
     uint64_t started = now_ns();
     uint64_t written_bytes = 0;
     uint64_t client_requests = array_.client_request_count();
     auto last_checkpoint = std::chrono::steady_clock::now();
     bool ok = true;
-    while (stripe < stripe_count && ok) {
-        if (rebuild_abort_.load() || stopping_.load()) break;
-        uint64_t end = std::min(stripe + window_stripes(array_.geometry()), stripe_count);
-        std::vector<int> results(end - stripe, 1);
-        WaitGroup group;
-        group.add(uint32_t(end - stripe));
-        for (uint64_t s = stripe; s < end; ++s) {
-            spawn([](ServedArray* self, uint32_t r, uint64_t st, int* out,
-                     WaitGroup* wait) -> Task<void> {
-                *out = co_await self->rebuild_stripe(r, st) ? 1 : 0;
-                wait->done();
-            }(this, role, s, &results[s - stripe], &group));
+    bool clients_active = false;
+    using Window = StripeWindow<int>;
+    std::deque<std::unique_ptr<Window>> in_flight;
+    for (;;) {
+        // While clients are active and the rebuild yields to them, one window at a time.
+        size_t window_limit = clients_active ? 1 : kWindowsInFlight;
+        while (ok && in_flight.size() < window_limit && next < stripe_count &&
+               !rebuild_abort_.load() && !stopping_.load()) {
+            uint64_t end = std::min(next + window_stripes(array_.geometry()), stripe_count);
+            in_flight.push_back(std::make_unique<Window>(
+                workers_, next, end, [this, role](uint64_t s) -> Task<int> {
+                    co_return co_await rebuild_stripe(role, s) ? 1 : 0;
+                }));
+            in_flight.back()->start();
+            next = end;
         }
-        co_await group.wait();
+        if (in_flight.empty()) break;
+        std::unique_ptr<Window> window = std::move(in_flight.front());
+        in_flight.pop_front();
+        co_await window->finished();
+        // After a failure the windows still in flight are drained but not counted.
+        if (!ok) continue;
+        const std::vector<int>& results = window->results();
         ok = std::all_of(results.begin(), results.end(), [](int result) { return result == 1; });
-        if (!ok) break;
-        written_bytes += (end - stripe) * chunk_bytes;
-        stripe = end;
+        if (!ok) continue;
+        written_bytes += (window->end() - stripe) * chunk_bytes;
+        stripe = window->end();
         array_.member(role).rebuilt_up_to.store(stripe);
         progress_->done_stripes.store(stripe);
 
@@ -393,9 +406,8 @@ Task<void> ServedArray::rebuild_loop(uint32_t role, uint64_t from_stripe, bool h
             if (due_ns > elapsed) pause_ns = due_ns - elapsed;
         }
         uint64_t requests = array_.client_request_count();
-        if (options_.rebuild_yields_to_clients && requests != client_requests) {
-            pause_ns = std::max(pause_ns, kYieldPauseNs);
-        }
+        clients_active = options_.rebuild_yields_to_clients && requests != client_requests;
+        if (clients_active) pause_ns = std::max(pause_ns, kYieldPauseNs);
         client_requests = requests;
         if (pause_ns > 0) co_await Ring::current()->sleep_ns(std::min<uint64_t>(pause_ns, 1'000'000'000));
     }
@@ -696,26 +708,36 @@ Task<void> ServedArray::scrub_loop(uint64_t from_stripe) {
     uint64_t client_requests = array_.client_request_count();
     auto last_checkpoint = std::chrono::steady_clock::now();
     persist_scrub(ScrubState::kRunning, stripe);
-    while (stripe < stripe_count) {
-        if (stopping_.load() || scrub_pause_requested_.load()) break;
-        uint64_t end = std::min(stripe + window_stripes(array_.geometry()), stripe_count);
-        std::vector<ScrubCounts> counts(end - stripe);
-        WaitGroup group;
-        group.add(uint32_t(end - stripe));
-        for (uint64_t s = stripe; s < end; ++s) {
-            spawn([](Array* target, uint64_t st, ScrubCounts* out, WaitGroup* wait) -> Task<void> {
-                co_await scrub_stripe(*target, st, true, out);
-                wait->done();
-            }(&array_, s, &counts[s - stripe], &group));
+    uint64_t next = stripe;
+    bool clients_active = false;
+    using Window = StripeWindow<ScrubCounts>;
+    std::deque<std::unique_ptr<Window>> in_flight;
+    for (;;) {
+        // While clients are active, one window at a time.
+        size_t window_limit = clients_active ? 1 : kWindowsInFlight;
+        while (in_flight.size() < window_limit && next < stripe_count && !stopping_.load() &&
+               !scrub_pause_requested_.load()) {
+            uint64_t end = std::min(next + window_stripes(array_.geometry()), stripe_count);
+            in_flight.push_back(std::make_unique<Window>(
+                workers_, next, end, [this](uint64_t s) -> Task<ScrubCounts> {
+                    ScrubCounts count;
+                    co_await scrub_stripe(array_, s, true, &count);
+                    co_return count;
+                }));
+            in_flight.back()->start();
+            next = end;
         }
-        co_await group.wait();
-        for (const ScrubCounts& count : counts) {
+        if (in_flight.empty()) break;
+        std::unique_ptr<Window> window = std::move(in_flight.front());
+        in_flight.pop_front();
+        co_await window->finished();
+        for (const ScrubCounts& count : window->results()) {
             checked += count.checked_bytes;
             scrub_checked_bytes_.fetch_add(count.checked_bytes);
             scrub_repaired_.fetch_add(count.repaired_blocks + count.parity_rewritten);
             scrub_unrecoverable_.fetch_add(count.unrecoverable_blocks);
         }
-        stripe = end;
+        stripe = window->end();
         scrub_position_.store(stripe);
         if (std::chrono::steady_clock::now() - last_checkpoint >= kCheckpointInterval) {
             persist_scrub(ScrubState::kRunning, stripe);
@@ -729,7 +751,8 @@ Task<void> ServedArray::scrub_loop(uint64_t from_stripe) {
             if (due_ns > elapsed) pause_ns = due_ns - elapsed;
         }
         uint64_t requests = array_.client_request_count();
-        if (requests != client_requests) pause_ns = std::max(pause_ns, kYieldPauseNs);
+        clients_active = requests != client_requests;
+        if (clients_active) pause_ns = std::max(pause_ns, kYieldPauseNs);
         client_requests = requests;
         if (pause_ns > 0) co_await Ring::current()->sleep_ns(std::min<uint64_t>(pause_ns, 1'000'000'000));
     }
