@@ -36,6 +36,12 @@ namespace {
 // Largest piece of a write-zeroes handled at once, so memory stays bounded.
 constexpr uint64_t kZeroPieceBytes = 4ull << 20;
 
+// Largest transfer to a member in memory that a worker copies itself (DeviceIo). One chunk of
+// the default size: the transfers of a rebuild and of small requests are copied inline, and a
+// 1 MiB request's larger pieces still go to the kernel's threads, where the copies of one
+// request run in parallel.
+constexpr uint32_t kInlineCopyMaxBytes = 64u << 10;
+
 struct RowRun {
     uint32_t row;
     uint32_t end;
@@ -177,10 +183,16 @@ MemberDevice* Array::adopt_device(uint32_t role, const std::string& path, int fd
     device->data_offset = data_offset;
     device->table_offset = table_offset;
     device->io.issue_async = inline_issue_may_block(fd);
+    if (file_in_memory(fd)) device->io.inline_copy_max_bytes = kInlineCopyMaxBytes;
     device->io.time_limit_ns = options_.io_timeout_ns;
     device->io.on_time_limit = member_io_timed_out;
     device->io.context = device.get();
     device->io.failed = &device->failed;
+    if (device->io.inline_copy_max_bytes > 0) {
+        spdlog::info("{}: {} is a file in memory; its transfers up to {} KiB are copied by the "
+                     "workers themselves",
+                     options_.name, path, kInlineCopyMaxBytes >> 10);
+    }
     if (device->io.issue_async) {
         spdlog::info("{}: {} is not a block device or a file on a local filesystem; its I/O "
                      "goes through io_uring's worker threads",

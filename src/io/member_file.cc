@@ -182,6 +182,13 @@ bool inline_issue_may_block(int fd) {
     }
 }
 
+bool file_in_memory(int fd) {
+    struct statfs filesystem {};
+    if (::fstatfs(fd, &filesystem) != 0) return false;
+    uint64_t type = static_cast<uint64_t>(filesystem.f_type);
+    return type == TMPFS_MAGIC || type == RAMFS_MAGIC;
+}
+
 MemberFile::MemberFile(MemberFile&& other) noexcept { *this = std::move(other); }
 
 MemberFile& MemberFile::operator=(MemberFile&& other) noexcept {

@@ -55,6 +55,10 @@ private:
 // stop a ring (see DeviceIo::issue_async).
 bool inline_issue_may_block(int fd);
 
+// True when `fd` is a file on tmpfs or ramfs, whose data is in memory, so a read or write of
+// it is a copy that waits for no device (unless the memory was swapped out).
+bool file_in_memory(int fd);
+
 struct MemberOpenOptions {
     bool read_only = false;
     // Try O_DIRECT first. When false, the member is opened for buffered I/O only.

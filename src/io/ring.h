@@ -73,6 +73,10 @@ struct DeviceIo {
     // thread: FUSE waits there for a free request slot even for a nonblocking O_DIRECT read,
     // which would stop the whole ring while a FUSE server hangs.
     bool issue_async = false;
+    // Largest read or write made with pread or pwrite on the ring's own thread, 0 for none.
+    // Set for files in memory (tmpfs), because io_uring hands each of their transfers to a
+    // kernel worker thread, and for small transfers that hand-off costs more than the copy.
+    uint32_t inline_copy_max_bytes = 0;
     // Time limit of one read, write, fdatasync or fallocate, 0 for none.
     uint64_t time_limit_ns = 0;
     // Called on the ring's thread when an op passes the time limit, before the op fails.
@@ -123,6 +127,7 @@ struct RingStats {
     uint64_t timed_out = 0;  // Watched ops failed with -ETIMEDOUT.
     uint64_t abandoned = 0;  // Watched ops completed before the kernel returned them.
     uint64_t abandoned_in_kernel = 0;  // Abandoned ops the kernel has not returned yet.
+    uint64_t copied_inline = 0;  // Reads and writes made on the ring's thread.
 };
 
 class Ring {
@@ -186,6 +191,7 @@ private:
     Ring() = default;
     bool prepare(IoOp* op);
     void handle_completion(uint64_t user_data, int result, bool apply_fault_hook);
+    bool copy_inline(IoOp* op);
     void complete_cqe(IoOp* op, int result);
     uint32_t take_watch_slot(IoOp* op);
     void free_watch_slot(uint32_t slot);

@@ -272,6 +272,11 @@ start_server() {
     printed_uri=$(head -n 1 "$stdout_path")
     [[ $printed_uri == "$export_uri" ]] ||
         fail "ecraid serve printed URI '$printed_uri', expected '$export_uri'"
+    if [[ ${ECRAID_TEST_EXPECT_IN_MEMORY:-0} == 1 ]]; then
+        # The in-memory variants of a scenario must exercise the copies made by the workers.
+        grep -q "is a file in memory" "$server_log" ||
+            fail_with_server_log "the members in $test_dir were expected to be files in memory"
+    fi
     note "server $server_pid serving $export_uri"
 }
 

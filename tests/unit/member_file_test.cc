@@ -2,7 +2,9 @@
 #include "io/member_file.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -183,6 +185,26 @@ TEST(MemberFile, CloseReportsAndIsIdempotent) {
     EXPECT_TRUE(file->close().ok());
     EXPECT_FALSE(file->is_open());
     EXPECT_TRUE(file->close().ok());
+}
+
+TEST(MemberFile, FileInMemoryMatchesTheFilesystem) {
+    // /dev/shm is tmpfs on most Linux systems, and the test is skipped where it is not.
+    struct statfs shm {};
+    if (statfs("/dev/shm", &shm) != 0 || static_cast<uint64_t>(shm.f_type) != TMPFS_MAGIC) {
+        GTEST_SKIP() << "/dev/shm is not tmpfs here";
+    }
+    char name[] = "/dev/shm/ecraid-member-XXXXXX";
+    int in_memory = mkstemp(name);
+    ASSERT_GE(in_memory, 0);
+    unlink(name);
+    EXPECT_TRUE(file_in_memory(in_memory));
+    close(in_memory);
+
+    int proc_file = open("/proc/self/cmdline", O_RDONLY);
+    ASSERT_GE(proc_file, 0);
+    EXPECT_FALSE(file_in_memory(proc_file));
+    close(proc_file);
+    EXPECT_FALSE(file_in_memory(-1));
 }
 
 }  // namespace

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // Ring: whole transfers despite short and -EAGAIN completions, backlog past the queue size,
-// end of file reported as an error, and work posted from other threads.
+// end of file reported as an error, work posted from other threads, and small transfers of
+// files in memory copied on the ring's thread.
 #include "io/ring.h"
 
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -338,6 +340,111 @@ TEST(RingWatchdog, FailedDeviceOpsEndAtOnce) {
     });
     EXPECT_EQ(ring->stats().abandoned_in_kernel, 0u);
     EXPECT_TRUE(abandoned_buffer.expired());
+}
+
+// Runs one read or write of `device` on `ring` and returns its result.
+Task<int> transfer(Ring& ring, DeviceIo* device, IoKind kind, int fd, uint8_t* buffer,
+                   uint32_t length, uint64_t offset) {
+    IoOp op;
+    prepare_rw(&op, kind, fd, buffer, length, offset);
+    op.device = device;
+    IoBatch batch(ring);
+    batch.add(&op);
+    co_await batch.wait();
+    co_return op.result;
+}
+
+TEST(RingInlineCopy, SmallTransfersAreCopiedInline) {
+    auto ring = make_ring();
+    TempFile file(1 << 20);
+    DeviceIo device;
+    device.inline_copy_max_bytes = 64 << 10;
+    std::vector<uint8_t> data(128 << 10), back(data.size());
+    std::mt19937 random(3);
+    for (auto& byte : data) byte = static_cast<uint8_t>(random());
+    run_on_ring(*ring, [&]() -> Task<void> {
+        int written = co_await transfer(*ring, &device, IoKind::kWrite, file.fd(), data.data(),
+                                        64 << 10, 8192);
+        EXPECT_EQ(written, 64 << 10);
+        EXPECT_EQ(ring->stats().copied_inline, 1u);
+        int read = co_await transfer(*ring, &device, IoKind::kRead, file.fd(), back.data(),
+                                     64 << 10, 8192);
+        EXPECT_EQ(read, 64 << 10);
+        EXPECT_EQ(ring->stats().copied_inline, 2u);
+    });
+    EXPECT_TRUE(std::equal(data.begin(), data.begin() + (64 << 10), back.begin()));
+    EXPECT_EQ(ring->stats().in_flight, 0u);
+}
+
+TEST(RingInlineCopy, LargerTransfersGoThroughTheRing) {
+    auto ring = make_ring();
+    TempFile file(1 << 20);
+    DeviceIo device;
+    device.inline_copy_max_bytes = 64 << 10;
+    std::vector<uint8_t> data(128 << 10), back(data.size());
+    std::mt19937 random(4);
+    for (auto& byte : data) byte = static_cast<uint8_t>(random());
+    run_on_ring(*ring, [&]() -> Task<void> {
+        int written = co_await transfer(*ring, &device, IoKind::kWrite, file.fd(), data.data(),
+                                        uint32_t(data.size()), 0);
+        EXPECT_EQ(written, int(data.size()));
+        int read = co_await transfer(*ring, &device, IoKind::kRead, file.fd(), back.data(),
+                                     uint32_t(back.size()), 0);
+        EXPECT_EQ(read, int(back.size()));
+    });
+    EXPECT_EQ(data, back);
+    EXPECT_EQ(ring->stats().copied_inline, 0u);
+}
+
+TEST(RingInlineCopy, ReadPastEndOfFileFailsWithEio) {
+    auto ring = make_ring();
+    TempFile file(8192);
+    DeviceIo device;
+    device.inline_copy_max_bytes = 64 << 10;
+    std::vector<uint8_t> buffer(16384);
+    run_on_ring(*ring, [&]() -> Task<void> {
+        // The first 8 KiB arrive, and the rest of the read finds the end of the file.
+        int result = co_await transfer(*ring, &device, IoKind::kRead, file.fd(), buffer.data(),
+                                       uint32_t(buffer.size()), 0);
+        EXPECT_EQ(result, -EIO);
+    });
+    EXPECT_EQ(ring->stats().copied_inline, 2u);
+    EXPECT_EQ(ring->stats().in_flight, 0u);
+}
+
+TEST(RingInlineCopy, ErrorsAreReturned) {
+    auto ring = make_ring();
+    DeviceIo device;
+    device.inline_copy_max_bytes = 64 << 10;
+    std::vector<uint8_t> buffer(4096);
+    int read_only = open("/proc/self/cmdline", O_RDONLY);
+    ASSERT_GE(read_only, 0);
+    run_on_ring(*ring, [&]() -> Task<void> {
+        int result = co_await transfer(*ring, &device, IoKind::kRead, -1, buffer.data(), 4096, 0);
+        EXPECT_EQ(result, -EBADF);
+        result = co_await transfer(*ring, &device, IoKind::kWrite, read_only, buffer.data(), 4096, 0);
+        EXPECT_EQ(result, -EBADF);
+    });
+    close(read_only);
+    EXPECT_EQ(ring->stats().copied_inline, 2u);
+}
+
+TEST(RingInlineCopy, FaultHookDisablesInlineCopies) {
+    auto ring = make_ring();
+    TempFile file(1 << 20);
+    DeviceIo device;
+    device.inline_copy_max_bytes = 64 << 10;
+    FaultPlan plan;
+    plan.clamp_percent = 100;
+    ring->set_fault_hook(inject, &plan);
+    std::vector<uint8_t> buffer(16384);
+    run_on_ring(*ring, [&]() -> Task<void> {
+        int result = co_await transfer(*ring, &device, IoKind::kWrite, file.fd(), buffer.data(),
+                                       uint32_t(buffer.size()), 0);
+        EXPECT_EQ(result, int(buffer.size()));
+    });
+    EXPECT_EQ(ring->stats().copied_inline, 0u);
+    EXPECT_GT(ring->stats().resubmitted_short, 0u);
 }
 
 }  // namespace
