@@ -28,6 +28,8 @@ struct Array::GroupRequest {
     };
     uint64_t stripe = 0;
     uint32_t group = 0;
+    // False for the groups of a large request (see kInlineCopyMaxBytes).
+    bool copy_inline = true;
     Range ranges[kGroupWidthMax];
 };
 
@@ -36,10 +38,10 @@ namespace {
 // Largest piece of a write-zeroes handled at once, so memory stays bounded.
 constexpr uint64_t kZeroPieceBytes = 4ull << 20;
 
-// Largest transfer to a member in memory that a worker copies itself (DeviceIo). One chunk of
-// the default size: the transfers of a rebuild and of small requests are copied inline, and a
-// 1 MiB request's larger pieces still go to the kernel's threads, where the copies of one
-// request run in parallel.
+// Largest transfer to a member in memory that a worker copies itself (DeviceIo), and the
+// largest client request whose transfers it copies so. A larger request's transfers go to
+// the kernel's threads, where they are copied in parallel: with one connection, a worker
+// that copied all of a 1 MiB raid0 read itself served 1167 MiB/s with no other thread busy.
 constexpr uint32_t kInlineCopyMaxBytes = 64u << 10;
 
 struct RowRun {
@@ -303,6 +305,7 @@ Task<int> Array::read_range(uint64_t offset, uint64_t length, uint8_t* buffer,
 
     std::vector<GroupRequest> requests;
     build_group_requests(offset, length, nullptr, buffer, &requests);
+    for (GroupRequest& request : requests) request.copy_inline = length <= kInlineCopyMaxBytes;
     DirectReadMemory memory{target, nullptr};
     std::vector<int> results(requests.size(), 0);
     WaitGroup group;
@@ -330,6 +333,7 @@ Task<void> Array::read_group(GroupRequest* request, int* result,
 
     for (uint32_t run = 0; run < run_count; ++run) {
         GroupIo io(*this, request->stripe, request->group, runs[run].row, runs[run].end);
+        io.copy_inline = request->copy_inline;
         co_await io.pin_tables();
 
         // Mirrors (k = 1) can serve a read from any copy: spread stripes over the copies.
@@ -421,6 +425,7 @@ Task<int> Array::write_range(uint64_t offset, uint64_t length, const uint8_t* da
     geometry_.stripe_range(offset, length, &first_stripe, &end_stripe);
     std::vector<GroupRequest> requests;
     build_group_requests(offset, length, data, nullptr, &requests);
+    for (GroupRequest& request : requests) request.copy_inline = length <= kInlineCopyMaxBytes;
     {
         StripeLocks::Guard guard = co_await stripe_locks_.lock(first_stripe, end_stripe, true);
         int marked = co_await write_intent_->begin_write(*this, first_stripe, end_stripe);
@@ -463,6 +468,7 @@ Task<void> Array::write_group(GroupRequest* request, int* result, WaitGroup* gro
         uint32_t end = runs[run].end;
         uint32_t rows = end - row;
         GroupIo io(*this, request->stripe, request->group, row, end);
+        io.copy_inline = request->copy_inline;
         co_await io.pin_tables();
 
         // Which rows of which data positions the new data covers whole.

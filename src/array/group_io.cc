@@ -139,6 +139,7 @@ Task<int> GroupIo::read_blocks_isolating_errors(uint32_t position, uint32_t row,
         prepare_rw(&ops[r - row], IoKind::kRead, device->fd, block(position, r), kBlockBytes,
                    chunk_start + uint64_t(r) * kBlockBytes);
         ops[r - row].device = &device->io;
+        ops[r - row].may_copy_inline = copy_inline;
         batch.add(&ops[r - row]);
     }
     co_await batch.wait();
@@ -219,6 +220,7 @@ Task<void> GroupIo::load_ranges(const RowRange* ranges, uint32_t range_count) {
             prepare_rw(&ops[op_count], IoKind::kRead, device->fd, block(range.position, scan_row),
                        (run_end - scan_row) * kBlockBytes, offset);
             ops[op_count].device = &device->io;
+            ops[op_count].may_copy_inline = copy_inline;
             pending[op_count] = Pending{range.position, scan_row, run_end};
             ++op_count;
             scan_row = run_end;
@@ -429,6 +431,7 @@ Task<int> GroupIo::write_ranges(const RowRange* ranges, uint32_t count, bool inc
                            block(range.position, range.row), (range.end - range.row) * kBlockBytes,
                            offset);
                 ops[op_count].device = &device->io;
+                ops[op_count].may_copy_inline = copy_inline;
                 submitted[op_count] = Submitted{&range, device};
                 batch.add(&ops[op_count]);
                 ++op_count;

@@ -78,6 +78,8 @@ struct GroupIo {
     std::vector<BlockState> states;
     // Count and log checksum mismatches (off while resyncing, where they are expected).
     bool count_mismatches = true;
+    // Let members in memory copy this run's transfers on the worker (IoOp::may_copy_inline).
+    bool copy_inline = true;
 
     uint8_t* block(uint32_t position, uint32_t row) const {
         if (direct[position] != nullptr) {

@@ -302,7 +302,8 @@ void Ring::submit(IoOp* op) {
 }
 
 bool Ring::copy_inline(IoOp* op) {
-    if (op->device == nullptr || op->length - op->done > op->device->inline_copy_max_bytes) {
+    if (op->device == nullptr || !op->may_copy_inline ||
+        op->length - op->done > op->device->inline_copy_max_bytes) {
         return false;
     }
     // A test's fault hook applies only to completions from the kernel, so with a hook set

@@ -109,6 +109,9 @@ struct IoOp {
     uint32_t watch_generation = 0;
     IoWaiter* waiter = nullptr;
     IoOp* next_backlog = nullptr;
+    // False keeps the op in io_uring even when its device copies small transfers inline, so
+    // that the transfers of one large request are copied in parallel.
+    bool may_copy_inline = true;
 };
 
 // Test hook: may rewrite a completion's result before the ring acts on it (clamp to a short
@@ -297,6 +300,7 @@ inline void prepare_rw(IoOp* op, IoKind kind, int fd, void* buffer, uint32_t len
     op->result = 0;
     op->retries = 0;
     op->abandoned = false;
+    op->may_copy_inline = true;
 }
 
 }  // namespace ecraid

@@ -396,6 +396,30 @@ TEST(RingInlineCopy, LargerTransfersGoThroughTheRing) {
     EXPECT_EQ(ring->stats().copied_inline, 0u);
 }
 
+TEST(RingInlineCopy, OpsMarkedParallelGoThroughTheRing) {
+    auto ring = make_ring();
+    TempFile file(1 << 20);
+    DeviceIo device;
+    device.inline_copy_max_bytes = 64 << 10;
+    std::vector<uint8_t> buffer(4096, 0x5a), back(4096);
+    run_on_ring(*ring, [&]() -> Task<void> {
+        IoOp write_op;
+        prepare_rw(&write_op, IoKind::kWrite, file.fd(), buffer.data(), 4096, 0);
+        write_op.device = &device;
+        write_op.may_copy_inline = false;
+        IoBatch batch(*ring);
+        batch.add(&write_op);
+        co_await batch.wait();
+        EXPECT_EQ(write_op.result, 4096);
+        // prepare_rw allows inline copies again.
+        int read = co_await transfer(*ring, &device, IoKind::kRead, file.fd(), back.data(), 4096, 0);
+        EXPECT_EQ(read, 4096);
+    });
+    EXPECT_EQ(buffer, back);
+    EXPECT_EQ(ring->stats().copied_inline, 1u);
+    EXPECT_EQ(ring->stats().submitted, 2u);
+}
+
 TEST(RingInlineCopy, ReadPastEndOfFileFailsWithEio) {
     auto ring = make_ring();
     TempFile file(8192);
