@@ -18,19 +18,34 @@
 namespace ecraid {
 
 // The part of one request that falls into one group of one stripe, by data position.
+// Trivially constructible, so arrays of it start uninitialized: build_group_requests sets
+// every field and ranges [0, k), and nothing reads the ranges of parity positions.
 struct Array::GroupRequest {
     struct Range {
-        uint64_t chunk_offset = 0;  // Byte offset within the chunk.
-        uint64_t length = 0;        // 0: the position is not touched.
-        uint64_t array_offset = 0;
-        uint8_t* read_into = nullptr;
-        const uint8_t* write_from = nullptr;
+        uint64_t chunk_offset;  // Byte offset within the chunk.
+        uint64_t length;        // 0: the position is not touched.
+        uint64_t array_offset;
+        uint8_t* read_into;
+        const uint8_t* write_from;
     };
-    uint64_t stripe = 0;
-    uint32_t group = 0;
+    uint64_t stripe;
+    uint32_t group;
+    int result;  // 0, or the negative errno that handling the group failed with.
     // False for the groups of a large request (see kInlineCopyMaxBytes).
-    bool copy_inline = true;
+    bool copy_inline;
     Range ranges[kGroupWidthMax];
+};
+
+// The group requests of one client request. Up to kInlineCount of them live in the list
+// itself, so small requests, which touch one or two groups, allocate nothing. Requests
+// that touch more groups put them on the heap.
+struct Array::GroupRequestList {
+    static constexpr uint32_t kInlineCount = 4;
+
+    GroupRequest inline_requests[kInlineCount];
+    std::unique_ptr<GroupRequest[]> heap_requests;
+    GroupRequest* requests = nullptr;
+    uint32_t count = 0;
 };
 
 namespace {
@@ -76,10 +91,11 @@ uint32_t row_runs(const Request& request, uint32_t data_count, RowRun* runs) {
 }
 
 // The byte range [begin, end) of a position's request range that falls in rows [row, end_row),
-// as offsets within the chunk.
+// as offsets within the chunk. Without default member initializers, so the per-position
+// arrays of spans are not zeroed on every write.
 struct ByteSpan {
-    uint64_t begin = 0;
-    uint64_t end = 0;
+    uint64_t begin;
+    uint64_t end;
     bool empty() const { return begin >= end; }
 };
 
@@ -265,18 +281,38 @@ void Array::fail_member(uint32_t role, const std::string& reason) {
 }
 
 void Array::build_group_requests(uint64_t offset, uint64_t length, const uint8_t* source,
-                                 uint8_t* destination,
-                                 std::vector<GroupRequest>* requests) const {
-    std::vector<Extent> extents;
-    geometry_.map(offset, length, &extents);
-    for (const Extent& extent : extents) {
-        if (requests->empty() || requests->back().stripe != extent.stripe ||
-            requests->back().group != extent.group) {
-            requests->emplace_back();
-            requests->back().stripe = extent.stripe;
-            requests->back().group = extent.group;
+                                 uint8_t* destination, GroupRequestList* list) const {
+    assert(length > 0);
+    // Chunk c of the array is data position c % k of group c / k, counting groups across
+    // stripes. So the request touches every group from that of its first byte to that of
+    // its last.
+    uint64_t end = offset + length;
+    uint32_t k = geometry_.data_per_group();
+    uint64_t first_group = offset / geometry_.chunk_bytes() / k;
+    uint64_t last_group = (end - 1) / geometry_.chunk_bytes() / k;
+    uint64_t count = last_group - first_group + 1;
+    list->requests = list->inline_requests;
+    if (count > GroupRequestList::kInlineCount) {
+        list->heap_requests = std::make_unique_for_overwrite<GroupRequest[]>(count);
+        list->requests = list->heap_requests.get();
+    }
+    list->count = 0;
+
+    GroupRequest* request = nullptr;
+    for (uint64_t at = offset; at < end;) {
+        Extent extent = geometry_.extent_at(at, end);
+        at += extent.length;
+        if (request == nullptr || request->stripe != extent.stripe ||
+            request->group != extent.group) {
+            assert(list->count < count);
+            request = &list->requests[list->count++];
+            request->stripe = extent.stripe;
+            request->group = extent.group;
+            request->result = 0;
+            request->copy_inline = length <= kInlineCopyMaxBytes;
+            std::fill(request->ranges, request->ranges + k, GroupRequest::Range{});
         }
-        GroupRequest::Range& range = requests->back().ranges[extent.position];
+        GroupRequest::Range& range = request->ranges[extent.position];
         range.chunk_offset = extent.member_offset - extent.stripe * geometry_.chunk_bytes();
         range.length = extent.length;
         range.array_offset = extent.array_offset;
@@ -284,6 +320,7 @@ void Array::build_group_requests(uint64_t offset, uint64_t length, const uint8_t
         if (destination != nullptr) range.read_into = destination + relative;
         if (source != nullptr) range.write_from = source + relative;
     }
+    assert(list->count == count);
 }
 
 // ---- Reads ----
@@ -303,22 +340,21 @@ Task<int> Array::read_range(uint64_t offset, uint64_t length, uint8_t* buffer,
     geometry_.stripe_range(offset, length, &first_stripe, &end_stripe);
     StripeLocks::Guard guard = co_await stripe_locks_.lock(first_stripe, end_stripe, false);
 
-    std::vector<GroupRequest> requests;
-    build_group_requests(offset, length, nullptr, buffer, &requests);
-    for (GroupRequest& request : requests) request.copy_inline = length <= kInlineCopyMaxBytes;
+    GroupRequestList list;
+    build_group_requests(offset, length, nullptr, buffer, &list);
     DirectReadMemory memory{target, nullptr};
-    std::vector<int> results(requests.size(), 0);
     WaitGroup group;
-    group.add(uint32_t(requests.size()));
-    for (size_t i = 0; i < requests.size(); ++i) {
-        spawn(read_group(&requests[i], &results[i], failures, target != nullptr ? &memory : nullptr,
-                         &group));
+    group.add(list.count);
+    for (uint32_t i = 0; i < list.count; ++i) {
+        GroupRequest& request = list.requests[i];
+        spawn(read_group(&request, &request.result, failures,
+                         target != nullptr ? &memory : nullptr, &group));
     }
     co_await group.wait();
     // The kernel may still write into memory taken from the caller; the ring keeps it.
     if (memory.held_memory) co_return kReadAgain;
-    for (int result : results) {
-        if (result < 0) co_return result;
+    for (uint32_t i = 0; i < list.count; ++i) {
+        if (list.requests[i].result < 0) co_return list.requests[i].result;
     }
     co_return 0;
 }
@@ -334,7 +370,6 @@ Task<void> Array::read_group(GroupRequest* request, int* result,
     for (uint32_t run = 0; run < run_count; ++run) {
         GroupIo io(*this, request->stripe, request->group, runs[run].row, runs[run].end);
         io.copy_inline = request->copy_inline;
-        co_await io.pin_tables();
 
         // Mirrors (k = 1) can serve a read from any copy: spread stripes over the copies.
         uint32_t source_of[kGroupWidthMax];
@@ -423,28 +458,28 @@ Task<int> Array::write_range(uint64_t offset, uint64_t length, const uint8_t* da
     uint64_t first_stripe = 0;
     uint64_t end_stripe = 0;
     geometry_.stripe_range(offset, length, &first_stripe, &end_stripe);
-    std::vector<GroupRequest> requests;
-    build_group_requests(offset, length, data, nullptr, &requests);
-    for (GroupRequest& request : requests) request.copy_inline = length <= kInlineCopyMaxBytes;
+    GroupRequestList list;
+    build_group_requests(offset, length, data, nullptr, &list);
     {
         StripeLocks::Guard guard = co_await stripe_locks_.lock(first_stripe, end_stripe, true);
         int marked = co_await write_intent_->begin_write(*this, first_stripe, end_stripe);
         if (marked < 0) co_return marked;
-        std::vector<int> results(requests.size(), 0);
         WaitGroup group;
-        group.add(uint32_t(requests.size()));
-        for (size_t i = 0; i < requests.size(); ++i) {
-            spawn(write_group(&requests[i], &results[i], &group));
+        group.add(list.count);
+        for (uint32_t i = 0; i < list.count; ++i) {
+            GroupRequest& request = list.requests[i];
+            spawn(write_group(&request, &request.result, &group));
         }
         co_await group.wait();
         write_intent_->end_write(first_stripe, end_stripe);
-        for (int result : results) {
-            if (result < 0) co_return result;
+        for (uint32_t i = 0; i < list.count; ++i) {
+            if (list.requests[i].result < 0) co_return list.requests[i].result;
         }
     }
     if (fua) {
         std::vector<uint32_t> roles;
-        for (const GroupRequest& request : requests) {
+        for (uint32_t i = 0; i < list.count; ++i) {
+            const GroupRequest& request = list.requests[i];
             for (uint32_t position = 0; position < geometry_.group_width(); ++position) {
                 roles.push_back(geometry_.member_of(request.stripe, request.group, position));
             }
@@ -469,7 +504,6 @@ Task<void> Array::write_group(GroupRequest* request, int* result, WaitGroup* gro
         uint32_t rows = end - row;
         GroupIo io(*this, request->stripe, request->group, row, end);
         io.copy_inline = request->copy_inline;
-        co_await io.pin_tables();
 
         // Which rows of which data positions the new data covers whole.
         ByteSpan spans[kGroupWidthMax];

@@ -199,6 +199,7 @@ public:
 
 private:
     struct GroupRequest;
+    struct GroupRequestList;
     friend struct GroupIo;
 
     Array(const Geometry& geometry, ArrayOptions options);
@@ -215,7 +216,7 @@ private:
     Task<int> punch_locked(uint64_t first_stripe, uint64_t end_stripe);
     Task<void> resync_stripe(uint64_t stripe, ResyncReport* report);
     void build_group_requests(uint64_t offset, uint64_t length, const uint8_t* source,
-                              uint8_t* destination, std::vector<GroupRequest>* requests) const;
+                              uint8_t* destination, GroupRequestList* list) const;
 
     Geometry geometry_;
     ArrayOptions options_;

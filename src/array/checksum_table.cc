@@ -566,6 +566,30 @@ Task<int> ChecksumTable::acquire(uint64_t first_block, uint64_t count) {
     co_return 0;
 }
 
+bool ChecksumTable::try_acquire(uint64_t first_block, uint64_t count) {
+    assert(first_block <= block_count_);
+    assert(count <= block_count_ - first_block);
+    if (count == 0) return true;
+    uint64_t first_page = first_block / kEntriesPerPage;
+    uint64_t end_page = (first_block + count - 1) / kEntriesPerPage + 1;
+    std::lock_guard lock(state_->cache->mutex);
+    // Over budget, acquire() must run, because it continues the eviction.
+    if (detail::over_budget(*state_->cache)) return false;
+    for (uint64_t index = first_page; index < end_page; ++index) {
+        Page* page = state_->lookup(index);
+        if (page == nullptr || page->state != PageState::kReady) {
+            detail::unpin_pages(*state_, first_page, index);
+            return false;
+        }
+        page->pins.fetch_add(1, std::memory_order_relaxed);
+        page->referenced = true;
+    }
+    // The caller reads or sets these entries once its member I/O completes. Random small
+    // requests rarely find them in the CPU cache, so start loading the first line now.
+    __builtin_prefetch(pinned_page(*state_, first_block)->entries() + first_block % kEntriesPerPage);
+    return true;
+}
+
 void ChecksumTable::release(uint64_t first_block, uint64_t count) {
     assert(first_block <= block_count_);
     assert(count <= block_count_ - first_block);

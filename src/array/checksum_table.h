@@ -58,7 +58,12 @@ public:
     // from reading the table (the member is then unusable); on error nothing stays pinned.
     // Requires a current Ring and the range inside the table.
     Task<int> acquire(uint64_t first_block, uint64_t count);
-    // Unpins the pages pinned by the matching successful acquire().
+    // Pins the pages covering blocks [first_block, first_block + count) without waiting,
+    // when every one of them is cached and loaded and the cache is within its budget.
+    // Otherwise returns false with nothing pinned, and acquire() has to do the work. A
+    // successful call is released like an acquire().
+    bool try_acquire(uint64_t first_block, uint64_t count);
+    // Unpins the pages pinned by the matching successful acquire() or try_acquire().
     void release(uint64_t first_block, uint64_t count);
 
     // Requires the block's page to be pinned.

@@ -4,6 +4,8 @@
 #include <cassert>
 #include <cerrno>
 #include <cstring>
+#include <new>
+#include <type_traits>
 
 #include <spdlog/spdlog.h>
 
@@ -25,6 +27,17 @@ constexpr uint64_t kReadErrorsBeforeFailing = 1024;
 // Ops submitted per batch; runs beyond it go in further rounds.
 constexpr uint32_t kOpsPerBatch = 2 * kGroupWidthMax;
 
+// Room for a batch of ops, each constructed only when used, so a batch of one op does not
+// zero kOpsPerBatch of them.
+struct OpSlots {
+    static_assert(std::is_trivially_destructible_v<IoOp>);
+    alignas(IoOp) unsigned char bytes[kOpsPerBatch * sizeof(IoOp)];
+
+    IoOp* construct(uint32_t index) { return new (bytes + index * sizeof(IoOp)) IoOp(); }
+    // The first `count` ops, all constructed.
+    IoOp* data() { return std::launder(reinterpret_cast<IoOp*>(bytes)); }
+};
+
 }  // namespace
 
 GroupIo::GroupIo(Array& owner, uint64_t stripe_index, uint32_t group_index, uint32_t row,
@@ -40,13 +53,22 @@ GroupIo::GroupIo(Array& owner, uint64_t stripe_index, uint32_t group_index, uint
       row_count(end - row),
       first_block(stripe_index * (owner.geometry().chunk_bytes() / kBlockBytes) + row),
       scratch(uint64_t(owner.geometry().group_width()) * (end - row) * kBlockBytes),
-      states(uint64_t(owner.geometry().group_width()) * (end - row), BlockState::kNotLoaded) {
+      states(inline_states) {
     assert(width <= kGroupWidthMax);
     assert(row < end);
+    uint64_t state_count = uint64_t(width) * row_count;
+    if (state_count > kInlineBlockStates) {
+        heap_states = std::make_unique_for_overwrite<BlockState[]>(state_count);
+        states = heap_states.get();
+    }
+    std::fill(states, states + state_count, BlockState::kNotLoaded);
     for (uint32_t position = 0; position < width; ++position) {
         members[position] = geometry.member_of(stripe, group, position);
         ArrayMember& member = array.member(members[position]);
         readers[position] = member.reader(stripe);
+        direct[position] = nullptr;
+        writers[position][0] = nullptr;
+        writers[position][1] = nullptr;
         uint32_t writer_count = 0;
         if (member.active()) {
             MemberDevice* device = member.device.load(std::memory_order_acquire);
@@ -79,9 +101,16 @@ bool GroupIo::is_pinned(const MemberDevice* device) const {
     return false;
 }
 
+bool GroupIo::try_pin(MemberDevice* device) {
+    if (is_pinned(device)) return true;
+    if (!device->table->try_acquire(first_block, row_count)) return false;
+    pinned_devices[pinned_count++] = device;
+    return true;
+}
+
 Task<bool> GroupIo::pin(MemberDevice* device, uint32_t position) {
     if (device == nullptr) co_return false;
-    if (is_pinned(device)) co_return true;
+    if (try_pin(device)) co_return true;
     int result = co_await device->table->acquire(first_block, row_count);
     if (result < 0) {
         device->errors.read.fetch_add(1, std::memory_order_relaxed);
@@ -93,14 +122,37 @@ Task<bool> GroupIo::pin(MemberDevice* device, uint32_t position) {
     co_return true;
 }
 
+bool GroupIo::try_pin_position(uint32_t position) {
+    if (position_pinned(position)) return true;
+    bool pinned = readers[position] == nullptr || try_pin(readers[position]);
+    for (MemberDevice* device : writers[position]) {
+        pinned = pinned && (device == nullptr || try_pin(device));
+    }
+    if (pinned) pinned_positions |= uint64_t(1) << position;
+    return pinned;
+}
+
+Task<void> GroupIo::pin_position(uint32_t position) {
+    if (try_pin_position(position)) co_return;
+    // Devices pinned by the attempt above count as pinned here (pin() skips them).
+    if (readers[position] != nullptr && !co_await pin(readers[position], position)) {
+        readers[position] = nullptr;
+    }
+    for (MemberDevice*& device : writers[position]) {
+        if (device != nullptr && !co_await pin(device, position)) device = nullptr;
+    }
+    pinned_positions |= uint64_t(1) << position;
+}
+
+Task<void> GroupIo::pin_ranges(const RowRange* ranges, uint32_t count) {
+    for (uint32_t i = 0; i < count; ++i) {
+        if (!try_pin_position(ranges[i].position)) co_await pin_position(ranges[i].position);
+    }
+}
+
 Task<void> GroupIo::pin_tables() {
     for (uint32_t position = 0; position < width; ++position) {
-        if (readers[position] != nullptr && !co_await pin(readers[position], position)) {
-            readers[position] = nullptr;
-        }
-        for (MemberDevice*& device : writers[position]) {
-            if (device != nullptr && !co_await pin(device, position)) device = nullptr;
-        }
+        if (!try_pin_position(position)) co_await pin_position(position);
     }
 }
 
@@ -109,6 +161,7 @@ void GroupIo::unpin_tables() {
         pinned_devices[i]->table->release(first_block, row_count);
     }
     pinned_count = 0;
+    pinned_positions = 0;
 }
 
 void GroupIo::verify(uint32_t position, uint32_t row, uint32_t end) {
@@ -179,7 +232,10 @@ Task<void> GroupIo::load_ranges(const RowRange* ranges, uint32_t range_count) {
         uint32_t row;
         uint32_t end;
     };
-    IoOp ops[kOpsPerBatch];
+    // Verification reads the tables of the loaded positions. Pin them before any op is
+    // prepared, because pinning may wait for a table page.
+    co_await pin_ranges(ranges, range_count);
+    OpSlots slots;
     Pending pending[kOpsPerBatch];
     uint32_t index = 0;
     uint32_t scan_row = range_count > 0 ? ranges[0].row : 0;
@@ -217,15 +273,17 @@ Task<void> GroupIo::load_ranges(const RowRange* ranges, uint32_t range_count) {
             MemberDevice* device = readers[range.position];
             uint64_t offset = device->data_offset + stripe * geometry.chunk_bytes() +
                               uint64_t(scan_row) * kBlockBytes;
-            prepare_rw(&ops[op_count], IoKind::kRead, device->fd, block(range.position, scan_row),
+            IoOp* op = slots.construct(op_count);
+            prepare_rw(op, IoKind::kRead, device->fd, block(range.position, scan_row),
                        (run_end - scan_row) * kBlockBytes, offset);
-            ops[op_count].device = &device->io;
-            ops[op_count].may_copy_inline = copy_inline;
+            op->device = &device->io;
+            op->may_copy_inline = copy_inline;
             pending[op_count] = Pending{range.position, scan_row, run_end};
             ++op_count;
             scan_row = run_end;
         }
         if (op_count == 0) break;
+        IoOp* ops = slots.data();
         IoBatch batch(*Ring::current());
         for (uint32_t i = 0; i < op_count; ++i) batch.add(&ops[i]);
         co_await batch.wait();
@@ -410,11 +468,14 @@ Task<int> GroupIo::write_ranges(const RowRange* ranges, uint32_t count, bool inc
         const RowRange* range;
         MemberDevice* device;
     };
+    // Checksums go into the tables of the written devices. Pin them before the first op is
+    // submitted, because pinning may wait for a table page.
+    co_await pin_ranges(ranges, count);
     int failed = 0;
     uint32_t index = 0;
     uint32_t writer = 0;
+    OpSlots slots;
     while (index < count) {
-        IoOp ops[kOpsPerBatch];
         Submitted submitted[kOpsPerBatch];
         uint32_t op_count = 0;
         IoBatch batch(*Ring::current());
@@ -427,13 +488,13 @@ Task<int> GroupIo::write_ranges(const RowRange* ranges, uint32_t count, bool inc
             if (!skip) {
                 uint64_t offset = device->data_offset + stripe * geometry.chunk_bytes() +
                                   uint64_t(range.row) * kBlockBytes;
-                prepare_rw(&ops[op_count], IoKind::kWrite, device->fd,
-                           block(range.position, range.row), (range.end - range.row) * kBlockBytes,
-                           offset);
-                ops[op_count].device = &device->io;
-                ops[op_count].may_copy_inline = copy_inline;
+                IoOp* op = slots.construct(op_count);
+                prepare_rw(op, IoKind::kWrite, device->fd, block(range.position, range.row),
+                           (range.end - range.row) * kBlockBytes, offset);
+                op->device = &device->io;
+                op->may_copy_inline = copy_inline;
                 submitted[op_count] = Submitted{&range, device};
-                batch.add(&ops[op_count]);
+                batch.add(op);
                 ++op_count;
             }
             if (++writer >= 2) {
@@ -442,6 +503,7 @@ Task<int> GroupIo::write_ranges(const RowRange* ranges, uint32_t count, bool inc
             }
         }
         co_await batch.wait();
+        IoOp* ops = slots.data();
         hand_over_scratch(ops, op_count);
         for (uint32_t i = 0; i < op_count; ++i) {
             const RowRange& range = *submitted[i].range;

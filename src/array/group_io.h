@@ -10,7 +10,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <vector>
 
 #include "array/array.h"
 #include "io/buffer_pool.h"
@@ -28,11 +27,12 @@ enum class BlockState : uint8_t {
     kLost,       // Could not be rebuilt: more erasures in its row than tolerated.
 };
 
-// Rows [row, end) of one position.
+// Rows [row, end) of one position. Without default member initializers, so the arrays of
+// ranges on the request path are not zeroed on every call.
 struct RowRange {
-    uint32_t position = 0;
-    uint32_t row = 0;
-    uint32_t end = 0;
+    uint32_t position;
+    uint32_t row;
+    uint32_t end;
 };
 
 // The caller's memory that a read's direct positions point into (see GroupIo::use_direct),
@@ -48,8 +48,14 @@ struct DirectReadMemory {
     }
 };
 
+// Block states kept inside GroupIo. A run with more blocks (width times rows) allocates them.
+inline constexpr uint32_t kInlineBlockStates = 256;
+
 struct GroupIo {
     GroupIo(Array& array, uint64_t stripe, uint32_t group, uint32_t first_row, uint32_t end_row);
+    // Not copyable, because `states` may point into the object itself.
+    GroupIo(const GroupIo&) = delete;
+    GroupIo& operator=(const GroupIo&) = delete;
 
     Array& array;
     const Geometry& geometry;
@@ -61,21 +67,28 @@ struct GroupIo {
     uint32_t end_row;
     uint32_t row_count;
     uint64_t first_block;  // Member block index of first_row.
+    // The constructor sets entries [0, width) of the per-position arrays below and leaves
+    // the rest uninitialized.
     uint32_t members[kGroupWidthMax];
     // The device each position is read from (null: the position is an erasure), and the
     // devices its writes go to: the active device and a rebuild's incoming device.
-    MemberDevice* readers[kGroupWidthMax] = {};
-    MemberDevice* writers[kGroupWidthMax][2] = {};
+    MemberDevice* readers[kGroupWidthMax];
+    MemberDevice* writers[kGroupWidthMax][2];
     // Devices whose table pages are pinned, to unpin each once.
-    MemberDevice* pinned_devices[kGroupWidthMax * 2] = {};
+    MemberDevice* pinned_devices[kGroupWidthMax * 2];
     uint32_t pinned_count = 0;
+    // Bit p is set once position p's devices have been through pin_position().
+    uint64_t pinned_positions = 0;
     Buffer scratch;
     // Positions whose rows live in the caller's memory instead of scratch (see use_direct).
-    uint8_t* direct[kGroupWidthMax] = {};
+    uint8_t* direct[kGroupWidthMax];
     // The owner of the direct memory of a read; null for writes, whose direct memory is only
     // read by the kernel.
     DirectReadMemory* direct_memory = nullptr;
-    std::vector<BlockState> states;
+    // width * row_count entries, position-major: inline_states, or heap_states for long runs.
+    BlockState* states;
+    BlockState inline_states[kInlineBlockStates];
+    std::unique_ptr<BlockState[]> heap_states;
     // Count and log checksum mismatches (off while resyncing, where they are expected).
     bool count_mismatches = true;
     // Let members in memory copy this run's transfers on the worker (IoOp::may_copy_inline).
@@ -107,9 +120,17 @@ struct GroupIo {
     // Positions whose writes reach no device.
     uint32_t unwritable_positions() const;
 
-    // Pins the checksum table pages of every usable position over the run. A member whose
-    // table cannot be read is failed.
+    // Pins the checksum table pages of every position over the run, for callers that use the
+    // tables directly. Load, store and the steps built on them pin only the positions they
+    // touch (pin_position). A member whose table cannot be read is failed.
     Task<void> pin_tables();
+    // Pins the table pages of the position's reader and writers over the run, once per run.
+    // A device whose table cannot be read is failed and dropped from readers or writers.
+    Task<void> pin_position(uint32_t position);
+    bool position_pinned(uint32_t position) const {
+        return (pinned_positions >> position & 1) != 0;
+    }
+    // Unpins every page pinned by pin_tables() and pin_position().
     void unpin_tables();
 
     // Loads rows [row, end) of each listed position that are not loaded yet, then verifies
@@ -139,6 +160,12 @@ private:
     // codec will decode it from.
     Task<void> load_decode_sources(uint32_t low, uint32_t high, const bool* needed_positions);
     bool is_pinned(const MemberDevice* device) const;
+    // Pins the position's devices when their pages are cached. Returns false when
+    // pin_position() has to wait for a load.
+    bool try_pin_position(uint32_t position);
+    Task<void> pin_ranges(const RowRange* ranges, uint32_t count);
+    // Pins the device's pages without waiting when all of them are cached.
+    bool try_pin(MemberDevice* device);
     Task<bool> pin(MemberDevice* device, uint32_t position);
     Task<int> write_ranges(const RowRange* ranges, uint32_t count, bool incoming_only);
     Task<int> read_blocks_isolating_errors(uint32_t position, uint32_t row, uint32_t end);

@@ -221,27 +221,33 @@ void Geometry::map(uint64_t offset, uint64_t length, std::vector<Extent>* extent
     assert(length <= capacity_bytes() - offset);
     extents->clear();
 
-    uint64_t data_chunks_per_stripe = stripe_data_bytes_ / chunk_bytes_;
     uint64_t end = offset + length;
     while (offset < end) {
-        // Example: raid5 on 4 members, 64 KiB chunks, offset 200 KiB. Data chunk 3 is
-        // stripe 1, position 0, which lives on member (0 - 1) mod 4 = 3 at 64 KiB + 8 KiB.
-        uint64_t chunk_index = offset / chunk_bytes_;
-        uint64_t within_chunk = offset % chunk_bytes_;
-        uint64_t within_stripe = chunk_index % data_chunks_per_stripe;
-
-        Extent extent;
-        extent.stripe = chunk_index / data_chunks_per_stripe;
-        extent.group = static_cast<uint32_t>(within_stripe / data_per_group_);
-        extent.position = static_cast<uint32_t>(within_stripe % data_per_group_);
-        extent.member = member_of(extent.stripe, extent.group, extent.position);
-        extent.member_offset = extent.stripe * chunk_bytes_ + within_chunk;
-        extent.length = std::min(end - offset, chunk_bytes_ - within_chunk);
-        extent.array_offset = offset;
+        Extent extent = extent_at(offset, end);
         extents->push_back(extent);
-
         offset += extent.length;
     }
+}
+
+Extent Geometry::extent_at(uint64_t offset, uint64_t end) const {
+    assert(offset < end);
+    assert(end <= capacity_bytes());
+    // Example: raid5 on 4 members, 64 KiB chunks, offset 200 KiB. Data chunk 3 is
+    // stripe 1, position 0, which lives on member (0 - 1) mod 4 = 3 at 64 KiB + 8 KiB.
+    uint64_t data_chunks_per_stripe = stripe_data_bytes_ / chunk_bytes_;
+    uint64_t chunk_index = offset / chunk_bytes_;
+    uint64_t within_chunk = offset % chunk_bytes_;
+    uint64_t within_stripe = chunk_index % data_chunks_per_stripe;
+
+    Extent extent;
+    extent.stripe = chunk_index / data_chunks_per_stripe;
+    extent.group = static_cast<uint32_t>(within_stripe / data_per_group_);
+    extent.position = static_cast<uint32_t>(within_stripe % data_per_group_);
+    extent.member = member_of(extent.stripe, extent.group, extent.position);
+    extent.member_offset = extent.stripe * chunk_bytes_ + within_chunk;
+    extent.length = std::min(end - offset, chunk_bytes_ - within_chunk);
+    extent.array_offset = offset;
+    return extent;
 }
 
 void Geometry::stripe_range(uint64_t offset, uint64_t length, uint64_t* first,

@@ -91,6 +91,9 @@ public:
     // array order, replacing the contents of *extents. Each extent stays within one chunk.
     // Requires offset + length <= capacity.
     void map(uint64_t offset, uint64_t length, std::vector<Extent>* extents) const;
+    // The first extent of [offset, end): the part of it within the chunk that contains
+    // `offset`. Requires offset < end <= capacity.
+    Extent extent_at(uint64_t offset, uint64_t end) const;
 
     // Stripes touched by [offset, offset + length): first and one past the last.
     void stripe_range(uint64_t offset, uint64_t length, uint64_t* first, uint64_t* end) const;
