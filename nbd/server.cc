@@ -28,6 +28,9 @@ namespace {
 
 constexpr uint64_t kAcceptRetryDelayNs = 100ull * 1000 * 1000;
 
+// Send buffer requested for unix-socket connections (see enlarge_unix_send_buffer).
+constexpr int kUnixSendBufferBytes = 4 << 20;
+
 uint16_t transmission_flags(const BlockDevice& device) {
     uint16_t flags = kFlagHasFlags | kFlagSendFlush | kFlagSendFua | kFlagCanMultiConn;
     if (device.read_only()) {
@@ -38,6 +41,15 @@ uint16_t transmission_flags(const BlockDevice& device) {
     }
     return flags;
 }
+
+}  // namespace
+
+bool enlarge_unix_send_buffer(int fd) {
+    int size = kUnixSendBufferBytes;
+    return setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)) == 0;
+}
+
+namespace {
 
 std::string describe_peer(int fd, bool is_unix) {
     if (is_unix) {
@@ -286,6 +298,11 @@ void Server::hand_over(int fd) {
         // Replies are small and latency-bound; do not let Nagle's algorithm hold them back.
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    // TCP tunes its own buffers, and a fixed SO_SNDBUF would turn that off.
+    if (is_unix_ && !enlarge_unix_send_buffer(fd)) {
+        spdlog::warn("nbd conn={}: setting the send buffer failed: {}; replies use the default",
+                     id, std::strerror(errno));
     }
     std::string peer = describe_peer(fd, is_unix_);
     {

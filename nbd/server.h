@@ -55,6 +55,12 @@ struct ServerOptions {
     uint32_t stop_grace_ms = 5000;
 };
 
+// Asks for a send buffer on a unix-socket connection large enough for several 1 MiB
+// replies (the kernel caps it at net.core.wmem_max). With the default of about 208 KiB, a
+// 1 MiB reply went out in several pieces, each waiting for the client to drain the socket.
+// Returns false if the kernel rejected the option, which leaves the default in place.
+bool enlarge_unix_send_buffer(int fd);
+
 class Server {
 public:
     // Binds the listening socket and starts accepting on the first ring of `workers`.

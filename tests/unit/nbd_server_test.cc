@@ -3,6 +3,7 @@
 // with connections open and requests in flight, and the shared request buffer budget.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <chrono>
@@ -24,6 +25,31 @@ namespace ecraid::testing {
 namespace {
 
 constexpr uint64_t kExportBytes = 64ull * 1024 * 1024;
+
+TEST(NbdServer, UnixSendBufferIsEnlarged) {
+    int fds[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    int before = 0;
+    socklen_t length = sizeof(before);
+    ASSERT_EQ(getsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &before, &length), 0);
+    EXPECT_TRUE(nbd::enlarge_unix_send_buffer(fds[0]));
+    int after = 0;
+    length = sizeof(after);
+    ASSERT_EQ(getsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &after, &length), 0);
+    int wmem_max = 0;
+    std::ifstream("/proc/sys/net/core/wmem_max") >> wmem_max;
+    // The kernel caps the request at wmem_max and then doubles it for its own bookkeeping.
+    if (wmem_max * 2 > before) {
+        EXPECT_GT(after, before);
+    }
+    EXPECT_GE(after, before);
+    close(fds[0]);
+    close(fds[1]);
+}
+
+TEST(NbdServer, SendBufferOfInvalidDescriptorFails) {
+    EXPECT_FALSE(nbd::enlarge_unix_send_buffer(-1));
+}
 
 TEST(NbdServer, UnixSocketIsOwnerOnly) {
     ServerHarness harness(kExportBytes);
