@@ -314,7 +314,7 @@ void ServedArray::launch_rebuild(uint32_t role, uint64_t from_stripe, bool healt
     progress_->start_stripe.store(from_stripe);
     progress_->done_stripes.store(from_stripe);
     progress_->started_ns.store(now_ns());
-    // The last worker coordinates the rebuild; its windows run on every worker.
+    // The last worker coordinates the rebuild, and its windows run on every worker.
     Ring& ring = workers_.ring(workers_.size() - 1);
     ring.post([this, role, from_stripe, healthy] { spawn(rebuild_loop(role, from_stripe, healthy)); });
 }
@@ -696,6 +696,7 @@ void ServedArray::launch_scrub(uint64_t from_stripe) {
     scrub_position_.store(from_stripe);
     scrub_start_stripe_.store(from_stripe);
     scrub_started_ns_.store(now_ns());
+    // The last worker coordinates the scrub, and its windows run on every worker.
     Ring& ring = workers_.ring(workers_.size() - 1);
     ring.post([this, from_stripe] { spawn(scrub_loop(from_stripe)); });
 }
