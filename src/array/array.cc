@@ -14,6 +14,7 @@
 #include "array/group_io.h"
 #include "integrity/checksum.h"
 #include "io/member_file.h"
+#include "io/worker_pool.h"
 
 namespace ecraid {
 
@@ -54,9 +55,11 @@ namespace {
 constexpr uint64_t kZeroPieceBytes = 4ull << 20;
 
 // Largest transfer to a member in memory that a worker copies itself (DeviceIo), and the
-// largest client request whose transfers it copies so. A larger request's transfers go to
-// the kernel's threads, where they are copied in parallel: with one connection, a worker
-// that copied all of a 1 MiB raid0 read itself served 1167 MiB/s with no other thread busy.
+// largest client request that stays on one worker. The groups of a larger read are spread
+// over the workers, each copying its own transfers. Other large requests, and large reads
+// with one worker, leave their transfers to the kernel's threads, where they are copied in
+// parallel: with one connection, a worker that copied all of a 1 MiB raid0 read itself
+// served 1167 MiB/s with no other thread busy.
 constexpr uint32_t kInlineCopyMaxBytes = 64u << 10;
 
 struct RowRun {
@@ -342,26 +345,57 @@ Task<int> Array::read_range(uint64_t offset, uint64_t length, uint8_t* buffer,
 
     GroupRequestList list;
     build_group_requests(offset, length, nullptr, buffer, &list);
-    DirectReadMemory memory{target, nullptr};
-    WaitGroup group;
-    group.add(list.count);
-    for (uint32_t i = 0; i < list.count; ++i) {
-        GroupRequest& request = list.requests[i];
-        spawn(read_group(&request, &request.result, failures,
-                         target != nullptr ? &memory : nullptr, &group));
+    DirectReadMemory memory;
+    memory.target = target;
+    ReadFailureList failure_list;
+    failure_list.failures = failures;
+    DirectReadMemory* direct_memory = target != nullptr ? &memory : nullptr;
+    uint32_t worker_count = workers_ != nullptr ? workers_->size() : 1;
+    if (length > kInlineCopyMaxBytes && list.count > 1 && worker_count > 1) {
+        // A large read: group i runs on worker i % worker_count, so that verifying the
+        // blocks and copying members in memory (inline, see kInlineCopyMaxBytes) happen on
+        // every CPU, even for a single connection. The stripe locks stay with this ring.
+        Ring* home = Ring::current();
+        CrossRingWaitGroup group(list.count);
+        for (uint32_t i = 0; i < list.count; ++i) {
+            GroupRequest* request = &list.requests[i];
+            request->copy_inline = true;
+            Ring& ring = workers_->ring(i % worker_count);
+            if (&ring == home) {
+                spawn(read_group(request, &failure_list, direct_memory, &group));
+            } else {
+                ring.post([this, request, &failure_list, direct_memory, &group] {
+                    spawn(read_group(request, &failure_list, direct_memory, &group));
+                });
+            }
+        }
+        co_await group.wait();
+    } else {
+        WaitGroup group;
+        group.add(list.count);
+        for (uint32_t i = 0; i < list.count; ++i) {
+            spawn(read_group(&list.requests[i], &failure_list, direct_memory, &group));
+        }
+        co_await group.wait();
     }
-    co_await group.wait();
     // The kernel may still write into memory taken from the caller; the ring keeps it.
-    if (memory.held_memory) co_return kReadAgain;
+    if (memory.taken()) co_return kReadAgain;
     for (uint32_t i = 0; i < list.count; ++i) {
         if (list.requests[i].result < 0) co_return list.requests[i].result;
     }
     co_return 0;
 }
 
-Task<void> Array::read_group(GroupRequest* request, int* result,
-                             std::vector<ReadFailure>* failures, DirectReadMemory* memory,
-                             WaitGroup* group) {
+void Array::ReadFailureList::add(const ReadFailure& failure) {
+    if (failures == nullptr) return;
+    std::lock_guard lock(mutex);
+    failures->push_back(failure);
+}
+
+template <typename Group>
+Task<void> Array::read_group(GroupRequest* request, ReadFailureList* failures,
+                             DirectReadMemory* memory, Group* group) {
+    int* result = &request->result;
     uint32_t data_count = geometry_.data_per_group();
     uint32_t width = geometry_.group_width();
     RowRun runs[kGroupWidthMax];
@@ -427,10 +461,8 @@ Task<void> Array::read_group(GroupRequest* request, int* result,
                 if (io.state(source, row) == BlockState::kLost ||
                     io.state(source, row) == BlockState::kBad) {
                     *result = -EIO;
-                    if (failures != nullptr) {
-                        failures->push_back(ReadFailure{range.array_offset + (at - range.chunk_offset),
-                                                        piece_end - at, EIO});
-                    }
+                    failures->add(ReadFailure{range.array_offset + (at - range.chunk_offset),
+                                              piece_end - at, EIO});
                     std::memset(target, 0, piece_end - at);
                 } else if (io.direct[source] == nullptr) {
                     std::memcpy(target, io.block(source, row) + (at % kBlockBytes), piece_end - at);

@@ -41,6 +41,7 @@
 namespace ecraid {
 
 struct DirectReadMemory;
+class WorkerPool;
 
 struct MemberErrorCounts {
     std::atomic<uint64_t> read{0};
@@ -192,6 +193,10 @@ public:
     // members is kept as found, checksums are recomputed for it and parity is recomputed
     // from it. Then flushes and clears the regions.
     Task<ResyncReport> resync(std::vector<uint64_t> regions);
+    // Spreads the groups of each large read over `workers` (see read_range). Call before
+    // the first request; the pool must outlive the requests. Without it, every group of a
+    // request runs on the ring that received the request.
+    void spread_reads_over(WorkerPool* workers) { workers_ = workers; }
     // Client requests served so far; background work watches it to yield to clients.
     uint64_t client_request_count() const {
         return client_requests_.load(std::memory_order_relaxed);
@@ -207,9 +212,15 @@ private:
     Task<int> read_range(uint64_t offset, uint64_t length, uint8_t* buffer,
                          std::vector<ReadFailure>* failures, ReadTarget* target = nullptr);
     Task<int> write_range(uint64_t offset, uint64_t length, const uint8_t* data, bool fua);
-    Task<void> read_group(GroupRequest* request, int* result,
-                          std::vector<ReadFailure>* failures, DirectReadMemory* memory,
-                          WaitGroup* group);
+    // The failures of one read, which its groups may report from different workers.
+    struct ReadFailureList {
+        std::vector<ReadFailure>* failures = nullptr;  // Null when the caller wants none.
+        std::mutex mutex;
+        void add(const ReadFailure& failure);
+    };
+    template <typename Group>
+    Task<void> read_group(GroupRequest* request, ReadFailureList* failures,
+                          DirectReadMemory* memory, Group* group);
     Task<void> write_group(GroupRequest* request, int* result, WaitGroup* group);
     Task<int> sync_members(const std::vector<uint32_t>& roles);
     Task<int> punch_stripes(uint64_t first_stripe, uint64_t end_stripe);
@@ -229,6 +240,7 @@ private:
     StripeLocks stripe_locks_;
     std::atomic<uint64_t> read_balance_{0};
     std::atomic<uint64_t> client_requests_{0};
+    WorkerPool* workers_ = nullptr;
 };
 
 }  // namespace ecraid

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 
 #include "array/array.h"
 #include "io/buffer_pool.h"
@@ -36,15 +37,23 @@ struct RowRange {
 };
 
 // The caller's memory that a read's direct positions point into (see GroupIo::use_direct),
-// and its owner once a member read into it was abandoned.
+// and its owner once a member read into it was abandoned. The groups of one read may run on
+// different workers, so take() is thread-safe.
 struct DirectReadMemory {
     ReadTarget* target = nullptr;
-    std::shared_ptr<void> held_memory;
+    std::shared_ptr<void> held_memory;  // Guarded by mutex.
+    std::mutex mutex;
 
     // Takes the memory from its owner on the first call; it must not be reused after that.
     std::shared_ptr<void> take() {
+        std::lock_guard lock(mutex);
         if (!held_memory) held_memory = target->hand_over();
         return held_memory;
+    }
+    // True once take() has been called. Read after every group has finished.
+    bool taken() {
+        std::lock_guard lock(mutex);
+        return held_memory != nullptr;
     }
 };
 

@@ -49,14 +49,21 @@ public:
 
     struct Finished {
         StripeWindow* window;
+        bool suspended = false;
         bool await_ready() const noexcept { return false; }
         bool await_suspend(std::coroutine_handle<> handle) noexcept {
             window->waiter_ = handle;
             // This is the start() share of the count. The decrement that reaches zero resumes
-            // the waiter: here, by not suspending, or in run_part, by posting it.
-            return window->pending_.fetch_sub(1, std::memory_order_acq_rel) != 1;
+            // the waiter: here, by not suspending, or in run_part, by posting it. Until then
+            // the home ring does not count as idle (Ring::begin_remote_wait).
+            window->home_->begin_remote_wait();
+            suspended = window->pending_.fetch_sub(1, std::memory_order_acq_rel) != 1;
+            if (!suspended) window->home_->end_remote_wait();
+            return suspended;
         }
-        void await_resume() const noexcept {}
+        void await_resume() const noexcept {
+            if (suspended) Ring::current()->end_remote_wait();
+        }
     };
     // Resumes on the ring that called start() once every stripe's step has finished.
     Finished finished() { return Finished{this}; }

@@ -153,6 +153,11 @@ public:
     void post(std::function<void()> function);
     // Thread-safe. Resumes `handle` on the ring's thread.
     void post(std::coroutine_handle<> handle);
+    // Counts a coroutine of this ring that waits for other rings to post it back (see
+    // CrossRingWaitGroup). While any such wait lasts, run() does not return after stop().
+    // Call both on the ring's thread.
+    void begin_remote_wait() { ++remote_waits_; }
+    void end_remote_wait() { --remote_waits_; }
 
     // Awaitable single operations. Each returns the byte count (or 0) on success and -errno
     // on failure.
@@ -209,7 +214,7 @@ private:
     // hung device may never return them.
     bool idle() const {
         return in_flight_ == detached_in_flight_ && backlog_head_ == nullptr &&
-               deferred_head_ == nullptr;
+               deferred_head_ == nullptr && remote_waits_ == 0;
     }
     void drain_posted();
     void arm_wakeup();
@@ -238,6 +243,7 @@ private:
     std::vector<uint32_t> free_watch_slots_;
     uint32_t watched_in_flight_ = 0;   // Watched ops that a caller still waits for.
     uint32_t detached_in_flight_ = 0;  // Abandoned ops and cancel requests in the kernel.
+    uint32_t remote_waits_ = 0;        // See begin_remote_wait().
     uint64_t now_ns_ = 0;              // CLOCK_MONOTONIC, read once per loop turn.
     uint64_t next_watch_check_ns_ = 0;
     struct WithheldCompletion {

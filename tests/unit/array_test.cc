@@ -20,6 +20,7 @@
 #include "array/create.h"
 #include "io/buffer_pool.h"
 #include "io/ring.h"
+#include "io/worker_pool.h"
 
 namespace ecraid {
 namespace {
@@ -68,7 +69,35 @@ protected:
     void TearDown() override {
         array_.reset();
         assembly_.reset();
+        workers_.reset();
         std::filesystem::remove_all(directory_);
+    }
+
+    // Starts `count` workers and spreads the array's large reads over them. The test's ring
+    // is not one of them, so every group of a spread read runs on a worker.
+    void spread_reads(uint32_t count) {
+        auto pool = WorkerPool::start(count, 64);
+        ASSERT_TRUE(pool.ok()) << pool.status().to_string();
+        workers_ = std::move(pool).value();
+        array_->spread_reads_over(workers_.get());
+    }
+
+    // Runs `body` on worker `index` and waits for it.
+    template <typename Body>
+    void on_worker(uint32_t index, Body body) {
+        workers_->run_and_wait(index, [&]() -> Task<int> {
+            body(workers_->ring(index));
+            co_return 0;
+        });
+    }
+
+    // Member ops the workers' rings have made, through the kernel or inline.
+    uint64_t worker_ops() {
+        uint64_t ops = 0;
+        for (uint32_t i = 0; i < workers_->size(); ++i) {
+            on_worker(i, [&](Ring& ring) { ops += ring.stats().submitted; });
+        }
+        return ops;
     }
 
     void open() {
@@ -179,6 +208,7 @@ protected:
     std::unique_ptr<Ring> ring_;
     std::unique_ptr<Assembly> assembly_;
     std::unique_ptr<Array> array_;
+    std::unique_ptr<WorkerPool> workers_;
     std::vector<uint8_t> model_;
 };
 
@@ -540,6 +570,119 @@ TEST_P(ArrayTest, HungMemberTakesDirectReadBuffer) {
     });
     EXPECT_TRUE(abandoned_buffer.expired()) << "the buffer outlived the kernel's use of it";
     ring_->set_fault_hook(nullptr, nullptr);
+}
+
+// The length of a read that spreads over the workers: whole stripes, at least two, and more
+// than a request that stays on one worker.
+uint32_t spread_read_length(const Geometry& geometry) {
+    uint64_t stripe = geometry.stripe_data_bytes();
+    uint64_t stripes = std::max<uint64_t>(2, (256 * 1024 + stripe - 1) / stripe);
+    return uint32_t(stripes * stripe);
+}
+
+TEST_P(ArrayTest, LargeReadsOnEveryWorkerMatchModel) {
+    // Optimal, degraded to the level's tolerance, and past it: a read whose groups run on
+    // three workers returns what a read on one ring returns, failures included.
+    std::mt19937_64 random(test_seed() + 11);
+    uint64_t size = array_->size_bytes();
+    ASSERT_EQ(write(0, random_bytes(random, size)), 0);
+    random_writes(random, 20);
+    spread_reads(3);
+    const Geometry& geometry = array_->geometry();
+    // Reads of several groups make no member I/O on the test's ring.
+    uint64_t ring_ops = ring_->stats().submitted;
+    uint64_t ops_before = worker_ops();
+    uint32_t spread_length = spread_read_length(geometry);
+    for (uint64_t offset = 0; offset + spread_length <= size; offset += 3 * spread_length) {
+        std::vector<uint8_t> data;
+        ASSERT_EQ(read(offset, spread_length, &data), 0) << offset;
+        ASSERT_TRUE(std::equal(data.begin(), data.end(), model_.begin() + offset))
+            << "mismatch in " << offset << "+" << spread_length;
+    }
+    EXPECT_EQ(ring_->stats().submitted, ring_ops) << "the test's ring read members itself";
+    EXPECT_GT(worker_ops(), ops_before);
+    expect_matches_model(0, size, "optimal");
+    for (int i = 0; i < 20; ++i) {
+        uint32_t length = uint32_t(64 * 1024 + 1 + random() % (1 << 20));
+        uint64_t offset = random() % (size - length + 1);
+        std::vector<uint8_t> data;
+        ASSERT_EQ(read(offset, length, &data), 0) << offset << "+" << length;
+        ASSERT_TRUE(std::equal(data.begin(), data.end(), model_.begin() + offset))
+            << "mismatch in " << offset << "+" << length;
+    }
+
+    uint32_t tolerated = geometry.failures_tolerated();
+    for (uint32_t role = 0; role < tolerated; ++role) array_->fail_member(role, "test");
+    ASSERT_FALSE(array_->lost_data());
+    expect_matches_model(0, size, "degraded");
+
+    array_->fail_member(tolerated, "test");
+    if (geometry.level() == Level::kRaid10) array_->fail_member(1, "test");
+    ASSERT_TRUE(array_->lost_data());
+    uint32_t length = spread_length;
+    std::vector<uint8_t> spread_data;
+    std::vector<ReadFailure> spread_failures;
+    EXPECT_EQ(read(0, length, &spread_data, &spread_failures), -EIO);
+    array_->spread_reads_over(nullptr);
+    std::vector<uint8_t> local_data;
+    std::vector<ReadFailure> local_failures;
+    EXPECT_EQ(read(0, length, &local_data, &local_failures), -EIO);
+    auto by_offset = [](const ReadFailure& a, const ReadFailure& b) { return a.offset < b.offset; };
+    std::sort(spread_failures.begin(), spread_failures.end(), by_offset);
+    std::sort(local_failures.begin(), local_failures.end(), by_offset);
+    ASSERT_EQ(spread_failures.size(), local_failures.size());
+    ASSERT_FALSE(spread_failures.empty());
+    for (size_t i = 0; i < spread_failures.size(); ++i) {
+        EXPECT_EQ(spread_failures[i].offset, local_failures[i].offset) << "failure " << i;
+        EXPECT_EQ(spread_failures[i].length, local_failures[i].length) << "failure " << i;
+    }
+    EXPECT_EQ(spread_data, local_data);
+}
+
+TEST_P(ArrayTest, HungMemberTakesDirectReadBufferOnWorkers) {
+    // As HungMemberTakesDirectReadBuffer, with the read's groups on two workers: the worker
+    // whose read hangs takes the caller's buffer, once, and the caller reads again.
+    uint32_t tolerated = array_->geometry().failures_tolerated();
+    if (tolerated == 0) GTEST_SKIP() << "raid0 has no redundancy";
+    std::mt19937_64 random(test_seed() + 12);
+    io_timeout_ns_ = 200'000'000;
+    open();
+    uint32_t length = spread_read_length(array_->geometry());
+    ASSERT_EQ(write(0, random_bytes(random, length)), 0);
+    spread_reads(2);
+    std::vector<Extent> extents;
+    array_->geometry().map(0, 1, &extents);
+    MemberDevice* hung = array_->member(extents[0].member).device.load();
+    for (uint32_t i = 0; i < 2; ++i) {
+        on_worker(i, [&](Ring& ring) { ring.set_fault_hook(withhold_member_io, &hung->io); });
+    }
+
+    auto first = std::make_unique<TakenBuffer>(length);
+    int result = 0;
+    run([&]() -> Task<void> {
+        result = co_await array_->read(0, length, first->buffer->data(), nullptr, first.get());
+    });
+    EXPECT_EQ(result, kReadAgain);
+    EXPECT_EQ(first->hand_overs, 1);
+    std::weak_ptr<Buffer> abandoned_buffer = first->buffer;
+    first.reset();
+    EXPECT_FALSE(abandoned_buffer.expired()) << "the ring must keep the buffer the kernel may write into";
+
+    TakenBuffer second(length);
+    run([&]() -> Task<void> {
+        result = co_await array_->read(0, length, second.buffer->data(), nullptr, &second);
+    });
+    ASSERT_EQ(result, 0);
+    EXPECT_EQ(second.hand_overs, 0);
+    EXPECT_TRUE(std::equal(second.buffer->data(), second.buffer->data() + length, model_.begin()));
+
+    for (uint32_t i = 0; i < 2; ++i) {
+        on_worker(i, [&](Ring& ring) {
+            ring.deliver_withheld_completions();
+            ring.set_fault_hook(nullptr, nullptr);
+        });
+    }
+    EXPECT_TRUE(abandoned_buffer.expired()) << "the buffer outlived the kernel's use of it";
 }
 
 TEST_P(ArrayTest, FlushFailsHungMemberWithinTimeout) {
