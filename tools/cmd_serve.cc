@@ -153,7 +153,7 @@ int serve(ServeOptions options) {
         fmt::print(stderr, "ecraid serve: {}\n", pool.status().to_string());
         return kExitError;
     }
-    array->spread_reads_over(pool.value().get());
+    array->spread_over(pool.value().get());
     if (!options.read_only) {
         // After an unclean stop, make the regions that were being written consistent again.
         std::vector<uint8_t> bits;

@@ -31,6 +31,10 @@ struct Array::GroupRequest {
     };
     uint64_t stripe;
     uint32_t group;
+    // Rows [first_row, end_row) of the chunk that this request handles: all of them, or one
+    // piece of a group split over the workers (split_rows).
+    uint32_t first_row;
+    uint32_t end_row;
     int result;  // 0, or the negative errno that handling the group failed with.
     // False for the groups of a large request (see kInlineCopyMaxBytes).
     bool copy_inline;
@@ -55,20 +59,25 @@ namespace {
 constexpr uint64_t kZeroPieceBytes = 4ull << 20;
 
 // Largest transfer to a member in memory that a worker copies itself (DeviceIo), and the
-// largest client request that stays on one worker. The groups of a larger read are spread
-// over the workers, each copying its own transfers. Other large requests, and large reads
-// with one worker, leave their transfers to the kernel's threads, where they are copied in
-// parallel: with one connection, a worker that copied all of a 1 MiB raid0 read itself
-// served 1167 MiB/s with no other thread busy.
+// largest read that stays on one worker. The groups of a larger read are spread over the
+// workers, each copying its own transfers. Larger writes, and large reads with one worker,
+// leave their transfers to the kernel's threads, which copy them in parallel: with one
+// connection, a worker that copied all of a 1 MiB raid0 read itself served 1167 MiB/s with
+// no other thread busy.
 constexpr uint32_t kInlineCopyMaxBytes = 64u << 10;
+
+// Minimum rows in a piece of a group split over the workers (Array::split_rows): 16 KiB per
+// position, so the pieces' member transfers do not become tiny.
+constexpr uint32_t kSplitRowsMin = 4;
 
 struct RowRun {
     uint32_t row;
     uint32_t end;
 };
 
-// Splits the rows touched by a group request into runs of consecutive rows. Returns the
-// number of runs written to `runs` (at most kGroupWidthMax).
+// Splits the rows touched by a group request, within its rows [first_row, end_row), into
+// runs of consecutive rows. Returns the number of runs written to `runs` (at most
+// kGroupWidthMax).
 template <typename Request>
 uint32_t row_runs(const Request& request, uint32_t data_count, RowRun* runs) {
     RowRun intervals[kGroupWidthMax];
@@ -76,9 +85,11 @@ uint32_t row_runs(const Request& request, uint32_t data_count, RowRun* runs) {
     for (uint32_t position = 0; position < data_count; ++position) {
         const auto& range = request.ranges[position];
         if (range.length == 0) continue;
-        intervals[count++] = RowRun{uint32_t(range.chunk_offset / kBlockBytes),
-                                    uint32_t((range.chunk_offset + range.length + kBlockBytes - 1) /
-                                             kBlockBytes)};
+        uint32_t row = uint32_t(range.chunk_offset / kBlockBytes);
+        uint32_t end = uint32_t((range.chunk_offset + range.length + kBlockBytes - 1) / kBlockBytes);
+        row = std::max(row, request.first_row);
+        end = std::min(end, request.end_row);
+        if (row < end) intervals[count++] = RowRun{row, end};
     }
     std::sort(intervals, intervals + count,
               [](const RowRun& a, const RowRun& b) { return a.row < b.row; });
@@ -311,6 +322,8 @@ void Array::build_group_requests(uint64_t offset, uint64_t length, const uint8_t
             request = &list->requests[list->count++];
             request->stripe = extent.stripe;
             request->group = extent.group;
+            request->first_row = 0;
+            request->end_row = uint32_t(geometry_.chunk_bytes() / kBlockBytes);
             request->result = 0;
             request->copy_inline = length <= kInlineCopyMaxBytes;
             std::fill(request->ranges, request->ranges + k, GroupRequest::Range{});
@@ -350,40 +363,75 @@ Task<int> Array::read_range(uint64_t offset, uint64_t length, uint8_t* buffer,
     ReadFailureList failure_list;
     failure_list.failures = failures;
     DirectReadMemory* direct_memory = target != nullptr ? &memory : nullptr;
-    uint32_t worker_count = workers_ != nullptr ? workers_->size() : 1;
-    if (length > kInlineCopyMaxBytes && list.count > 1 && worker_count > 1) {
-        // A large read: group i runs on worker i % worker_count, so that verifying the
-        // blocks and copying members in memory (inline, see kInlineCopyMaxBytes) happen on
-        // every CPU, even for a single connection. The stripe locks stay with this ring.
-        Ring* home = Ring::current();
-        CrossRingWaitGroup group(list.count);
-        for (uint32_t i = 0; i < list.count; ++i) {
-            GroupRequest* request = &list.requests[i];
-            request->copy_inline = true;
-            Ring& ring = workers_->ring(i % worker_count);
-            if (&ring == home) {
-                spawn(read_group(request, &failure_list, direct_memory, &group));
-            } else {
-                ring.post([this, request, &failure_list, direct_memory, &group] {
-                    spawn(read_group(request, &failure_list, direct_memory, &group));
-                });
-            }
-        }
-        co_await group.wait();
-    } else {
-        WaitGroup group;
-        group.add(list.count);
-        for (uint32_t i = 0; i < list.count; ++i) {
-            spawn(read_group(&list.requests[i], &failure_list, direct_memory, &group));
-        }
-        co_await group.wait();
-    }
+    co_await run_groups(&list, length,
+                        [this, &failure_list, direct_memory](GroupRequest* request, auto* group) {
+                            return read_group(request, &failure_list, direct_memory, group);
+                        });
     // The kernel may still write into memory taken from the caller; the ring keeps it.
     if (memory.taken()) co_return kReadAgain;
     for (uint32_t i = 0; i < list.count; ++i) {
         if (list.requests[i].result < 0) co_return list.requests[i].result;
     }
     co_return 0;
+}
+
+uint32_t Array::spread_count(uint64_t length) const {
+    if (workers_ == nullptr || length <= kInlineCopyMaxBytes) return 1;
+    return workers_->size();
+}
+
+void Array::split_rows(GroupRequestList* list, uint32_t pieces) const {
+    uint32_t data_count = geometry_.data_per_group();
+    auto split = std::make_unique_for_overwrite<GroupRequest[]>(size_t(list->count) * pieces);
+    uint32_t count = 0;
+    for (uint32_t i = 0; i < list->count; ++i) {
+        const GroupRequest& request = list->requests[i];
+        RowRun runs[kGroupWidthMax];
+        uint32_t run_count = row_runs(request, data_count, runs);
+        uint32_t low = run_count > 0 ? runs[0].row : request.first_row;
+        uint32_t high = run_count > 0 ? runs[run_count - 1].end : request.end_row;
+        uint32_t parts = std::clamp<uint32_t>((high - low) / kSplitRowsMin, 1, pieces);
+        for (uint32_t part = 0; part < parts; ++part) {
+            GroupRequest& piece = split[count++];
+            piece = request;
+            piece.first_row = low + (high - low) * part / parts;
+            piece.end_row = low + (high - low) * (part + 1) / parts;
+        }
+    }
+    list->heap_requests = std::move(split);
+    list->requests = list->heap_requests.get();
+    list->count = count;
+}
+
+template <typename StartGroup>
+Task<void> Array::run_groups(GroupRequestList* list, uint64_t length, StartGroup start_group) {
+    uint32_t worker_count = spread_count(length);
+    if (worker_count > 1 && list->count < worker_count) {
+        split_rows(list, (worker_count + list->count - 1) / list->count);
+    }
+    if (worker_count <= 1 || list->count <= 1) {
+        WaitGroup group;
+        group.add(list->count);
+        for (uint32_t i = 0; i < list->count; ++i) spawn(start_group(&list->requests[i], &group));
+        co_await group.wait();
+        co_return;
+    }
+    // Request i runs on worker i % worker_count, so that checksums, decoding and the copies
+    // of members in memory (inline, see kInlineCopyMaxBytes) use every CPU, even for a single
+    // connection. The stripe locks stay with this ring.
+    Ring* home = Ring::current();
+    CrossRingWaitGroup group(list->count);
+    for (uint32_t i = 0; i < list->count; ++i) {
+        GroupRequest* request = &list->requests[i];
+        request->copy_inline = true;
+        Ring& ring = workers_->ring(i % worker_count);
+        if (&ring == home) {
+            spawn(start_group(request, &group));
+        } else {
+            ring.post([start_group, request, &group] { spawn(start_group(request, &group)); });
+        }
+    }
+    co_await group.wait();
 }
 
 void Array::ReadFailureList::add(const ReadFailure& failure) {

@@ -193,10 +193,10 @@ public:
     // members is kept as found, checksums are recomputed for it and parity is recomputed
     // from it. Then flushes and clears the regions.
     Task<ResyncReport> resync(std::vector<uint64_t> regions);
-    // Spreads the groups of each large read over `workers` (see read_range). Call before
-    // the first request; the pool must outlive the requests. Without it, every group of a
-    // request runs on the ring that received the request.
-    void spread_reads_over(WorkerPool* workers) { workers_ = workers; }
+    // Spreads the groups of each large read over `workers` (see run_groups). Call before the
+    // first request, and keep the pool until the last one has finished. Without it, every
+    // group of a request runs on the ring that received the request.
+    void spread_over(WorkerPool* workers) { workers_ = workers; }
     // Client requests served so far; background work watches it to yield to clients.
     uint64_t client_request_count() const {
         return client_requests_.load(std::memory_order_relaxed);
@@ -222,6 +222,16 @@ private:
     Task<void> read_group(GroupRequest* request, ReadFailureList* failures,
                           DirectReadMemory* memory, Group* group);
     Task<void> write_group(GroupRequest* request, int* result, WaitGroup* group);
+    // Returns the number of workers a read of `length` bytes is spread over: 1 for small
+    // reads, and without spread_over().
+    uint32_t spread_count(uint64_t length) const;
+    // Splits each group request into up to `pieces` requests over consecutive rows.
+    void split_rows(GroupRequestList* list, uint32_t pieces) const;
+    // Runs start_group(request, group) for every request of a read's list and waits for all
+    // of them: on this ring, or spread over the workers for a large read (spread_count).
+    // Writes stay on one ring: spreading them measured no gain (docs/benchmarks.md).
+    template <typename StartGroup>
+    Task<void> run_groups(GroupRequestList* list, uint64_t length, StartGroup start_group);
     Task<int> sync_members(const std::vector<uint32_t>& roles);
     Task<int> punch_stripes(uint64_t first_stripe, uint64_t end_stripe);
     Task<int> punch_locked(uint64_t first_stripe, uint64_t end_stripe);

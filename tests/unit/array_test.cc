@@ -73,13 +73,13 @@ protected:
         std::filesystem::remove_all(directory_);
     }
 
-    // Starts `count` workers and spreads the array's large reads over them. The test's ring
-    // is not one of them, so every group of a spread read runs on a worker.
-    void spread_reads(uint32_t count) {
+    // Starts `count` workers and spreads the array's large requests over them. The test's
+    // ring is not one of them, so every group of a spread request runs on a worker.
+    void spread_requests(uint32_t count) {
         auto pool = WorkerPool::start(count, 64);
         ASSERT_TRUE(pool.ok()) << pool.status().to_string();
         workers_ = std::move(pool).value();
-        array_->spread_reads_over(workers_.get());
+        array_->spread_over(workers_.get());
     }
 
     // Runs `body` on worker `index` and waits for it.
@@ -587,7 +587,7 @@ TEST_P(ArrayTest, LargeReadsOnEveryWorkerMatchModel) {
     uint64_t size = array_->size_bytes();
     ASSERT_EQ(write(0, random_bytes(random, size)), 0);
     random_writes(random, 20);
-    spread_reads(3);
+    spread_requests(3);
     const Geometry& geometry = array_->geometry();
     // Reads of several groups make no member I/O on the test's ring.
     uint64_t ring_ops = ring_->stats().submitted;
@@ -623,7 +623,7 @@ TEST_P(ArrayTest, LargeReadsOnEveryWorkerMatchModel) {
     std::vector<uint8_t> spread_data;
     std::vector<ReadFailure> spread_failures;
     EXPECT_EQ(read(0, length, &spread_data, &spread_failures), -EIO);
-    array_->spread_reads_over(nullptr);
+    array_->spread_over(nullptr);
     std::vector<uint8_t> local_data;
     std::vector<ReadFailure> local_failures;
     EXPECT_EQ(read(0, length, &local_data, &local_failures), -EIO);
@@ -639,6 +639,75 @@ TEST_P(ArrayTest, LargeReadsOnEveryWorkerMatchModel) {
     EXPECT_EQ(spread_data, local_data);
 }
 
+TEST_P(ArrayTest, LargeWritesReadBackOnWorkers) {
+    // Large writes (whole stripes, unaligned spans, FUA), optimal and degraded, read back by
+    // reads spread over three workers, after a reopen, and by reads on one ring.
+    std::mt19937_64 random(test_seed() + 13);
+    uint64_t size = array_->size_bytes();
+    const Geometry& geometry = array_->geometry();
+    uint64_t stripe = geometry.stripe_data_bytes();
+    ASSERT_EQ(write(0, random_bytes(random, size)), 0);
+    spread_requests(3);
+
+    uint64_t whole = std::max<uint64_t>(stripe, (128 * 1024 + stripe - 1) / stripe * stripe);
+    for (uint64_t offset = 0; offset + whole <= size; offset += 5 * whole) {
+        ASSERT_EQ(write(offset, random_bytes(random, whole), offset % 2 == 0), 0) << offset;
+    }
+    expect_matches_model(0, size, "after whole-stripe writes");
+
+    for (int i = 0; i < 30; ++i) {
+        uint64_t length = 64 * 1024 + 1 + random() % (700 * 1024);
+        length = std::min(length, size);
+        uint64_t offset = random() % (size - length + 1);
+        if (i % 3 == 0) offset &= ~uint64_t(4095);
+        ASSERT_EQ(write(offset, random_bytes(random, length), i % 5 == 0), 0)
+            << offset << "+" << length;
+    }
+    expect_matches_model(0, size, "after large writes");
+    ASSERT_EQ(flush(), 0);
+    open();
+    array_->spread_over(workers_.get());
+    expect_matches_model(0, size, "after reopen");
+
+    uint32_t tolerated = geometry.failures_tolerated();
+    for (uint32_t role = 0; role < tolerated; ++role) array_->fail_member(role, "test");
+    ASSERT_FALSE(array_->lost_data());
+    for (int i = 0; i < 20; ++i) {
+        uint64_t length = 64 * 1024 + 1 + random() % (700 * 1024);
+        length = std::min(length, size);
+        uint64_t offset = random() % (size - length + 1);
+        ASSERT_EQ(write(offset, random_bytes(random, length)), 0) << offset << "+" << length;
+    }
+    expect_matches_model(0, size, "after degraded large writes");
+    // Reads on the test's ring alone see the same data.
+    array_->spread_over(nullptr);
+    expect_matches_model(0, size, "read on one ring");
+}
+
+TEST_P(ArrayTest, SplitRowsOfOneGroupMatchModel) {
+    // A read of one group is split into pieces of rows on the workers; each piece returns its
+    // own rows of every position, also rebuilt ones.
+    std::mt19937_64 random(test_seed() + 14);
+    uint64_t size = array_->size_bytes();
+    const Geometry& geometry = array_->geometry();
+    ASSERT_EQ(write(0, random_bytes(random, size)), 0);
+    spread_requests(2);
+    uint64_t group_bytes = geometry.chunk_bytes() * geometry.data_per_group();
+    if (group_bytes <= 64 * 1024) GTEST_SKIP() << "a group of this level is not a large read";
+    uint64_t ring_ops = ring_->stats().submitted;
+    for (uint64_t offset = 0; offset + group_bytes <= size; offset += 7 * group_bytes) {
+        std::vector<uint8_t> data;
+        ASSERT_EQ(read(offset, uint32_t(group_bytes), &data), 0) << offset;
+        ASSERT_TRUE(std::equal(data.begin(), data.end(), model_.begin() + offset)) << offset;
+    }
+    EXPECT_EQ(ring_->stats().submitted, ring_ops) << "the test's ring read members itself";
+    if (geometry.failures_tolerated() == 0) return;
+    array_->fail_member(geometry.member_of(0, 0, 0), "test");
+    std::vector<uint8_t> data;
+    ASSERT_EQ(read(0, uint32_t(group_bytes), &data), 0);
+    EXPECT_TRUE(std::equal(data.begin(), data.end(), model_.begin())) << "rebuilt group";
+}
+
 TEST_P(ArrayTest, HungMemberTakesDirectReadBufferOnWorkers) {
     // As HungMemberTakesDirectReadBuffer, with the read's groups on two workers: the worker
     // whose read hangs takes the caller's buffer, once, and the caller reads again.
@@ -649,7 +718,7 @@ TEST_P(ArrayTest, HungMemberTakesDirectReadBufferOnWorkers) {
     open();
     uint32_t length = spread_read_length(array_->geometry());
     ASSERT_EQ(write(0, random_bytes(random, length)), 0);
-    spread_reads(2);
+    spread_requests(2);
     std::vector<Extent> extents;
     array_->geometry().map(0, 1, &extents);
     MemberDevice* hung = array_->member(extents[0].member).device.load();
