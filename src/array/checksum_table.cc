@@ -33,9 +33,11 @@ constexpr uint64_t kPageBytes = ChecksumTable::kPageBytes;
 constexpr uint64_t kEntriesPerPage = ChecksumTable::kEntriesPerPage;
 static_assert(kEntriesPerPage * sizeof(uint64_t) == kPageBytes);
 
-// The page index is a two-level directory of chunks of page pointers, allocated when a chunk
-// first gets a page: 32 KiB per 4096 pages (8 GiB of member data).
-constexpr uint64_t kChunkPages = 4096;
+// The page index is a two-level directory: a top level of 8 bytes per 64 pages (128 MiB of
+// member data), and chunks of 64 page pointers (512 bytes), each allocated while it has a
+// cached page. Random access over a large table leaves a cached page in most chunks, so
+// chunks are kept small: at most one per cached page, 8 MiB for a 64 MiB cache.
+constexpr uint64_t kChunkPages = 64;
 
 // Dirty pages that one eviction pass writes back at most, one after another.
 constexpr uint32_t kEvictionWritesMax = 16;
@@ -100,7 +102,8 @@ struct TableState : std::enable_shared_from_this<TableState> {
           table_offset(offset),
           page_count(pages),
           chunk_count((pages + kChunkPages - 1) / kChunkPages),
-          directory(std::make_unique<std::atomic<std::atomic<Page*>*>[]>(chunk_count)) {}
+          directory(std::make_unique<std::atomic<std::atomic<Page*>*>[]>(chunk_count)),
+          chunk_pages(std::make_unique<uint32_t[]>(chunk_count)) {}
     ~TableState() {
         for (uint64_t i = 0; i < chunk_count; ++i) delete[] directory[i].load();
         if (fd >= 0) close(fd);
@@ -113,6 +116,10 @@ struct TableState : std::enable_shared_from_this<TableState> {
     const uint64_t page_count;
     const uint64_t chunk_count;
     std::unique_ptr<std::atomic<std::atomic<Page*>*>[]> directory;
+    // Cached pages in each chunk of the directory. A chunk is freed when its last page
+    // leaves, so the directory's memory follows the cache, not the table's size. Guarded by
+    // the cache mutex.
+    std::unique_ptr<uint32_t[]> chunk_pages;
     Page* pages_head = nullptr;  // The table's cached pages, guarded by the cache mutex.
     std::atomic<int> write_error{0};
     std::atomic<uint64_t> page_loads{0};
@@ -129,17 +136,42 @@ struct TableState : std::enable_shared_from_this<TableState> {
         return chunk[index % kChunkPages].load(std::memory_order_acquire);
     }
 
-    // Requires the cache mutex.
+    // Sets the cached page `index`, or clears it when `page` is null, and allocates or frees
+    // its directory chunk. Lock-free readers look up only pages they have pinned, and a chunk
+    // with a cached page stays, so freeing needs no reader lock. Requires the cache mutex.
     void store(uint64_t index, Page* page) {
         assert(index < page_count);
-        std::atomic<std::atomic<Page*>*>& slot = directory[index / kChunkPages];
+        uint64_t chunk_index = index / kChunkPages;
+        std::atomic<std::atomic<Page*>*>& slot = directory[chunk_index];
         std::atomic<Page*>* chunk = slot.load(std::memory_order_relaxed);
+        if (page == nullptr) {
+            assert(chunk != nullptr);
+            assert(chunk_pages[chunk_index] > 0);
+            chunk[index % kChunkPages].store(nullptr, std::memory_order_release);
+            if (--chunk_pages[chunk_index] == 0) {
+                slot.store(nullptr, std::memory_order_release);
+                delete[] chunk;
+            }
+            return;
+        }
         if (chunk == nullptr) {
-            uint64_t first = index / kChunkPages * kChunkPages;
+            uint64_t first = chunk_index * kChunkPages;
             chunk = new std::atomic<Page*>[std::min(kChunkPages, page_count - first)]();
             slot.store(chunk, std::memory_order_release);
         }
+        if (chunk[index % kChunkPages].load(std::memory_order_relaxed) == nullptr) {
+            ++chunk_pages[chunk_index];
+        }
         chunk[index % kChunkPages].store(page, std::memory_order_release);
+    }
+
+    // Directory chunks allocated now. Requires the cache mutex.
+    uint64_t allocated_chunks() const {
+        uint64_t count = 0;
+        for (uint64_t i = 0; i < chunk_count; ++i) {
+            if (directory[i].load(std::memory_order_relaxed) != nullptr) ++count;
+        }
+        return count;
     }
 
     // The read or write descriptor: a failed dup() turns every I/O into that error.
@@ -739,6 +771,11 @@ Task<int> ChecksumTable::write_back() {
 }
 
 uint64_t ChecksumTable::page_count() const { return state_->page_count; }
+
+uint64_t ChecksumTable::directory_chunks() const {
+    std::lock_guard lock(state_->cache->mutex);
+    return state_->allocated_chunks();
+}
 
 uint64_t ChecksumTable::dirty_pages() const {
     std::lock_guard lock(state_->cache->mutex);

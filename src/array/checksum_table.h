@@ -84,6 +84,9 @@ public:
     uint64_t block_count() const { return block_count_; }
     uint64_t page_count() const;
     uint64_t dirty_pages() const;
+    // Returns the chunks of the page directory allocated now, each indexing up to 64 pages.
+    // Only chunks with a cached page are allocated.
+    uint64_t directory_chunks() const;
 
     // Drops every cached page without writing (the member failed and will be rebuilt) and
     // clears an earlier write error. Pages pinned or under I/O at the time stay cached and

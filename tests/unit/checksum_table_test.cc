@@ -272,6 +272,50 @@ TEST(ChecksumTable, TinyBudgetEvictsAndKeepsEveryValue) {
     EXPECT_EQ(file_b.read_entries(0, kTableBlocks), expected_b);
 }
 
+TEST(ChecksumTable, DirectoryFollowsTheCachedPages) {
+    // The page directory has one chunk per 64 pages. A table of four chunks with pages
+    // cached in each allocates four, and once eviction has left pages of the first chunk
+    // only, one. Entries set before the eviction read back after it.
+    constexpr uint64_t kChunkPages = 64;
+    constexpr uint64_t kPages = 3 * kChunkPages + 10;
+    constexpr uint64_t kTableBlocks = kPages * kEntriesPerPage;
+    constexpr uint64_t kBudgetPages = 8;
+    TableFile file(kTableBlocks);
+    auto ring = make_test_ring();
+    TableCache cache(kBudgetPages * kPageBytes);
+    ChecksumTable table(&cache, file.fd(), kTableOffset, kTableBlocks);
+
+    const uint64_t spread_pages[] = {0, kChunkPages, 2 * kChunkPages, 3 * kChunkPages + 9};
+    uint64_t chunks_while_spread = 0;
+    run_on_ring(*ring, [&]() -> Task<void> {
+        for (uint64_t page : spread_pages) {
+            uint64_t block = page * kEntriesPerPage + 3;
+            EXPECT_EQ(co_await table.acquire(block, 1), 0);
+            table.set(block, page + 1000);
+            table.release(block, 1);
+        }
+        chunks_while_spread = table.directory_chunks();
+        // Pages 1 to 32 lie in the first chunk.
+        for (uint64_t page = 1; page <= 4 * kBudgetPages; ++page) {
+            EXPECT_EQ(co_await table.acquire(page * kEntriesPerPage, 1), 0);
+            table.release(page * kEntriesPerPage, 1);
+        }
+    });
+    EXPECT_EQ(chunks_while_spread, 4u);
+    EXPECT_EQ(table.directory_chunks(), 1u);
+
+    run_on_ring(*ring, [&]() -> Task<void> {
+        for (uint64_t page : spread_pages) {
+            uint64_t block = page * kEntriesPerPage + 3;
+            EXPECT_EQ(co_await table.acquire(block, 1), 0);
+            EXPECT_EQ(table.get(block), page + 1000) << "page " << page;
+            table.release(block, 1);
+        }
+        EXPECT_EQ(co_await table.write_back(), 0);
+    });
+    EXPECT_EQ(file.read_entries(kChunkPages * kEntriesPerPage + 3, 1)[0], kChunkPages + 1000);
+}
+
 TEST(ChecksumTable, PinnedPagesMayExceedBudget) {
     TableFile file(kBlocks);
     auto ring = make_test_ring();
