@@ -261,7 +261,7 @@ class Report:
     def size_rss_table(self):
         header = ["array", "capacity", "member file (sparse)", "VmHWM MiB", "kIOPS read+write"]
         rows = []
-        for name in ("size-small", "size-big"):
+        for name in ("size-small", "size-big", "size-huge"):
             records = self.results.select("size_rss", array=name)
             if not records:
                 continue
@@ -271,7 +271,7 @@ class Report:
                            for r in records])
             rows.append(["rs 10+4", size_text(first["capacity_bytes"]),
                          size_text(first["member_bytes"]), f"{peak:.0f}", f"{iops:.1f}"])
-            if name == "size-big":
+            if name in ("size-big", "size-huge"):
                 self.add_target(f"peak RSS, rs 10+4 of {size_text(first['capacity_bytes'])}",
                                 f"{peak:.0f} MiB", "< 256 MiB", peak < 256)
         notes = [
