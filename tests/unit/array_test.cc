@@ -644,8 +644,9 @@ TEST_P(ArrayTest, LargeWritesReadBackOnWorkers) {
     // reads spread over three workers, after a reopen, and by reads on one ring.
     std::mt19937_64 random(test_seed() + 13);
     uint64_t size = array_->size_bytes();
-    const Geometry& geometry = array_->geometry();
-    uint64_t stripe = geometry.stripe_data_bytes();
+    // open() below replaces the array, so keep values, not a reference to its geometry.
+    uint64_t stripe = array_->geometry().stripe_data_bytes();
+    uint32_t tolerated = array_->geometry().failures_tolerated();
     ASSERT_EQ(write(0, random_bytes(random, size)), 0);
     spread_requests(3);
 
@@ -669,7 +670,6 @@ TEST_P(ArrayTest, LargeWritesReadBackOnWorkers) {
     array_->spread_over(workers_.get());
     expect_matches_model(0, size, "after reopen");
 
-    uint32_t tolerated = geometry.failures_tolerated();
     for (uint32_t role = 0; role < tolerated; ++role) array_->fail_member(role, "test");
     ASSERT_FALSE(array_->lost_data());
     for (int i = 0; i < 20; ++i) {
