@@ -165,7 +165,7 @@ struct TableState : std::enable_shared_from_this<TableState> {
         chunk[index % kChunkPages].store(page, std::memory_order_release);
     }
 
-    // Directory chunks allocated now. Requires the cache mutex.
+    // Counts the directory chunks allocated now. Requires the cache mutex.
     uint64_t allocated_chunks() const {
         uint64_t count = 0;
         for (uint64_t i = 0; i < chunk_count; ++i) {

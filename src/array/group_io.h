@@ -41,7 +41,7 @@ struct RowRange {
 // different workers, so take() is thread-safe.
 struct DirectReadMemory {
     ReadTarget* target = nullptr;
-    std::shared_ptr<void> held_memory;  // Guarded by mutex.
+    std::shared_ptr<void> held_memory;  // Set by take() under mutex.
     std::mutex mutex;
 
     // Takes the memory from its owner on the first call; it must not be reused after that.
@@ -50,11 +50,9 @@ struct DirectReadMemory {
         if (!held_memory) held_memory = target->hand_over();
         return held_memory;
     }
-    // True once take() has been called. Read after every group has finished.
-    bool taken() {
-        std::lock_guard lock(mutex);
-        return held_memory != nullptr;
-    }
+    // Returns true once take() has been called. Call it only after every group of the read
+    // has finished: waiting for them orders it after each take(), so it needs no lock.
+    bool taken() const { return held_memory != nullptr; }
 };
 
 // Block states kept inside GroupIo. A run with more blocks (width times rows) allocates them.

@@ -39,6 +39,17 @@ struct LevelCase {
     uint64_t chunk;
 };
 
+// Owns a read buffer that the array may take.
+struct TakenBuffer final : ReadTarget {
+    explicit TakenBuffer(size_t bytes) : buffer(std::make_shared<Buffer>(bytes)) {}
+    std::shared_ptr<void> hand_over() override {
+        ++hand_overs;
+        return buffer;
+    }
+    std::shared_ptr<Buffer> buffer;
+    int hand_overs = 0;
+};
+
 class ArrayTest : public ::testing::TestWithParam<LevelCase> {
 protected:
     void SetUp() override {
@@ -146,6 +157,33 @@ protected:
         });
         out->assign(buffer.data(), buffer.data() + length);
         return result;
+    }
+
+    // Reads [0, length) while the member of its first block hangs. The read must end with
+    // kReadAgain and leave its buffer with the ring, and a second read must return the
+    // model's data. Returns the abandoned buffer, which lives until the hung ops return.
+    std::weak_ptr<Buffer> read_past_hung_member(uint32_t length) {
+        auto first = std::make_unique<TakenBuffer>(length);
+        int result = 0;
+        run([&]() -> Task<void> {
+            result = co_await array_->read(0, length, first->buffer->data(), nullptr, first.get());
+        });
+        EXPECT_EQ(result, kReadAgain);
+        EXPECT_EQ(first->hand_overs, 1);
+        std::weak_ptr<Buffer> abandoned_buffer = first->buffer;
+        first.reset();
+        EXPECT_FALSE(abandoned_buffer.expired())
+            << "the ring must keep the buffer the kernel may write into";
+
+        TakenBuffer second(length);
+        run([&]() -> Task<void> {
+            result = co_await array_->read(0, length, second.buffer->data(), nullptr, &second);
+        });
+        EXPECT_EQ(result, 0);
+        EXPECT_EQ(second.hand_overs, 0);
+        EXPECT_TRUE(std::equal(second.buffer->data(), second.buffer->data() + length,
+                               model_.begin()));
+        return abandoned_buffer;
     }
 
     int flush() {
@@ -519,16 +557,6 @@ TEST_P(ArrayTest, HungMemberFailsAndReadsGoOn) {
     ring_->set_fault_hook(nullptr, nullptr);
 }
 
-// Owns a read buffer that the array may take.
-struct TakenBuffer final : ReadTarget {
-    explicit TakenBuffer(size_t bytes) : buffer(std::make_shared<Buffer>(bytes)) {}
-    std::shared_ptr<void> hand_over() override {
-        ++hand_overs;
-        return buffer;
-    }
-    std::shared_ptr<Buffer> buffer;
-    int hand_overs = 0;
-};
 
 TEST_P(ArrayTest, HungMemberTakesDirectReadBuffer) {
     // A read lands in the caller's buffer directly. When the member hangs, the kernel may
@@ -545,24 +573,7 @@ TEST_P(ArrayTest, HungMemberTakesDirectReadBuffer) {
     MemberDevice* hung = array_->member(extents[0].member).device.load();
     ring_->set_fault_hook(withhold_member_io, &hung->io);
 
-    auto first = std::make_unique<TakenBuffer>(length);
-    int result = 0;
-    run([&]() -> Task<void> {
-        result = co_await array_->read(0, length, first->buffer->data(), nullptr, first.get());
-    });
-    EXPECT_EQ(result, kReadAgain);
-    EXPECT_EQ(first->hand_overs, 1);
-    std::weak_ptr<Buffer> abandoned_buffer = first->buffer;
-    first.reset();
-    EXPECT_FALSE(abandoned_buffer.expired()) << "the ring must keep the buffer the kernel may write into";
-
-    TakenBuffer second(length);
-    run([&]() -> Task<void> {
-        result = co_await array_->read(0, length, second.buffer->data(), nullptr, &second);
-    });
-    ASSERT_EQ(result, 0);
-    EXPECT_EQ(second.hand_overs, 0);
-    EXPECT_TRUE(std::equal(second.buffer->data(), second.buffer->data() + length, model_.begin()));
+    std::weak_ptr<Buffer> abandoned_buffer = read_past_hung_member(length);
 
     run([&]() -> Task<void> {
         ring_->deliver_withheld_completions();
@@ -685,8 +696,8 @@ TEST_P(ArrayTest, LargeWritesReadBackOnWorkers) {
 }
 
 TEST_P(ArrayTest, SplitRowsOfOneGroupMatchModel) {
-    // A read of one group is split into pieces of rows on the workers; each piece returns its
-    // own rows of every position, also rebuilt ones.
+    // A read of one group is split into pieces of rows on the workers. Each piece returns its
+    // own rows of every position, rebuilt rows included.
     std::mt19937_64 random(test_seed() + 14);
     uint64_t size = array_->size_bytes();
     const Geometry& geometry = array_->geometry();
@@ -726,24 +737,7 @@ TEST_P(ArrayTest, HungMemberTakesDirectReadBufferOnWorkers) {
         on_worker(i, [&](Ring& ring) { ring.set_fault_hook(withhold_member_io, &hung->io); });
     }
 
-    auto first = std::make_unique<TakenBuffer>(length);
-    int result = 0;
-    run([&]() -> Task<void> {
-        result = co_await array_->read(0, length, first->buffer->data(), nullptr, first.get());
-    });
-    EXPECT_EQ(result, kReadAgain);
-    EXPECT_EQ(first->hand_overs, 1);
-    std::weak_ptr<Buffer> abandoned_buffer = first->buffer;
-    first.reset();
-    EXPECT_FALSE(abandoned_buffer.expired()) << "the ring must keep the buffer the kernel may write into";
-
-    TakenBuffer second(length);
-    run([&]() -> Task<void> {
-        result = co_await array_->read(0, length, second.buffer->data(), nullptr, &second);
-    });
-    ASSERT_EQ(result, 0);
-    EXPECT_EQ(second.hand_overs, 0);
-    EXPECT_TRUE(std::equal(second.buffer->data(), second.buffer->data() + length, model_.begin()));
+    std::weak_ptr<Buffer> abandoned_buffer = read_past_hung_member(length);
 
     for (uint32_t i = 0; i < 2; ++i) {
         on_worker(i, [&](Ring& ring) {

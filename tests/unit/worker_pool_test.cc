@@ -49,14 +49,14 @@ void check_group(WorkerPool& pool, uint32_t home, uint32_t task_count, uint64_t 
     EXPECT_EQ(resumed_on.load(), &pool.ring(home));
 }
 
-TEST(CrossRingWaitGroup, WaiterResumesOnItsRingAfterTheLastTask) {
+TEST(CrossRingWaitGroup, ResumesOnHomeRing) {
     auto pool = WorkerPool::start(kWorkers, 64);
     ASSERT_TRUE(pool.ok()) << pool.status().to_string();
     for (uint32_t home = 0; home < kWorkers; ++home) check_group(**pool, home, 7, 300'000, 0);
     (*pool)->stop();
 }
 
-TEST(CrossRingWaitGroup, TasksThatFinishBeforeTheWaitDoNotSuspendIt) {
+TEST(CrossRingWaitGroup, FinishedTasksSkipSuspend) {
     auto pool = WorkerPool::start(kWorkers, 64);
     ASSERT_TRUE(pool.ok()) << pool.status().to_string();
     check_group(**pool, 1, 5, 0, 50'000'000);
